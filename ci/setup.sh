@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent setup of a fresh Debian 12 machine (as root): Debian packages, then
+# a virtualenv .venv with dynipsec installed editable with its test extras.
+# Re-running it is cheap: it skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${VENV:-$ROOT/.venv}
+PY=${PYTHON:-/usr/bin/python3}
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "ci/setup.sh: must run as root (it installs Debian packages and the lab needs namespaces)" >&2
+    exit 1
+fi
+
+mapfile -t pkgs < <(grep -Ev '^\s*(#|$)' ci/apt-packages.txt)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # tshark asks whether non-root users may capture; answer no, without a prompt
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+else
+    log "Debian packages present"
+fi
+
+# Debian starts packaged daemons on install where an init system runs; the lab
+# runs its own private instances and must not share ports with these.
+for svc in freeradius strongswan-starter strongswan ipsec; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        log "stopping packaged service $svc (the lab runs private instances)"
+        systemctl stop "$svc" || true
+        systemctl disable "$svc" >/dev/null 2>&1 || true
+    fi
+done
+
+stamp="$VENV/.dynipsec-setup"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "virtualenv up to date ($VENV)"
+else
+    log "creating virtualenv $VENV"
+    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+"$VENV/bin/python" -c 'import cryptography, pyroute2, pyrad, mininet.net, jinja2, pexpect, yaml, pydantic, scapy' \
+    || { echo "ci/setup.sh: the virtualenv is incomplete" >&2; exit 1; }
+log "ready: $("$VENV/bin/dynipsec" --version)"

@@ -1,0 +1,1 @@
+"""The dynipsec lab: topologies (data) turned into Mininet networks (this engine)."""

@@ -1,0 +1,47 @@
+"""The `dynipsec` command: one entry point for the responder, the lab and the demo.
+
+Each area registers its own subcommands (``register(subparsers)``) so that this
+module stays a table of contents, not a dispatcher full of logic.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from responder import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dynipsec",
+        description=(
+            "IKEv1 responder for dynamic IPsec subscribers (Xauth, Mode-Config, "
+            "per-subscriber interfaces in virtual routers) and the Mininet lab "
+            "that proves it against real strongSwan and vpnc clients."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"dynipsec {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    from lab import cli as lab_cli
+    lab_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
