@@ -1,0 +1,117 @@
+"""RFC 5176 processor (sans-I/O) with requests built by pyrad, against a real
+SubscriberTable."""
+import ipaddress
+
+import pytest
+from pyrad import packet as rp
+
+from responder.aaa.dae import DaeClient, DaeProcessor, SubscriberDirectory
+from responder.aaa.radius import load_dictionary
+from responder.subscriber import Event, Peer, ResourceKind, State, SubscriberTable
+
+A = ipaddress.IPv4Address
+DICT = load_dictionary()
+SECRET = b"coasecret"
+CLIENT = ("127.0.0.1", 40000)
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def setup():
+    table = SubscriberTable(session_prefix="D")
+    sub = table.create(Peer(A("198.18.1.9")), "p", now=0)
+    sub.handle(Event.XAUTH_STARTED)
+    sub.authorize(now=0.0, session_timeout=100)
+    table.set_username(sub, "alice")
+    table.bind_address(sub, "vr1", A("10.99.1.5"))
+    released = []
+    sub.ledger.take(ResourceKind.ADDRESS, "10.99.1.5", lambda: released.append("address"))
+    proc = DaeProcessor([DaeClient("127.0.0.1", SECRET)], SubscriberDirectory(table),
+                        nas_identifier="dynipsec")
+    return table, sub, proc, released
+
+
+def request(code, secret=SECRET, **attrs):
+    pkt = rp.CoAPacket(code=code, secret=secret, dict=DICT)
+    for name, value in attrs.items():
+        pkt[name.replace("_", "-")] = value
+    return pkt.RequestPacket()
+
+
+def decode(reply, raw_request):
+    req = rp.CoAPacket(packet=raw_request, secret=SECRET, dict=DICT)
+    rep = req.CreateReply(packet=reply)
+    assert req.VerifyReply(rep, reply)
+    return rep
+
+
+def test_disconnect_by_session_id_tears_down_and_acks(setup):
+    table, sub, proc, released = setup
+    raw = request(rp.DisconnectRequest, Acct_Session_Id=sub.acct_session_id, User_Name="alice")
+    reply = decode(proc.handle(raw, CLIENT, NOW), raw)
+    assert reply.code == rp.DisconnectACK
+    assert sub.state is State.GONE and sub.teardown_event is Event.RADIUS_DISCONNECT
+    assert released == ["address"] and len(table) == 0
+    # a retransmission gets the same ACK, not a 503
+    assert decode(proc.handle(raw, CLIENT, NOW), raw).code == rp.DisconnectACK
+    assert proc.stats["retransmissions"] == 1
+
+
+def test_disconnect_by_framed_ip(setup):
+    _, sub, proc, _ = setup
+    raw = request(rp.DisconnectRequest, Framed_IP_Address="10.99.1.5")
+    assert decode(proc.handle(raw, CLIENT, NOW), raw).code == rp.DisconnectACK
+    assert not sub.live
+
+
+def test_unknown_session_is_nak_503(setup):
+    _, sub, proc, _ = setup
+    raw = request(rp.DisconnectRequest, User_Name="alice", Framed_IP_Address="10.99.1.6")
+    reply = decode(proc.handle(raw, CLIENT, NOW), raw)
+    assert reply.code == rp.DisconnectNAK and reply["Error-Cause"] == ["Session-Context-Not-Found"]
+    assert sub.live
+
+
+def test_coa_session_timeout(setup):
+    _, sub, proc, _ = setup
+    raw = request(rp.CoARequest, User_Name="alice", Session_Timeout=3600)
+    assert decode(proc.handle(raw, CLIENT, NOW), raw).code == rp.CoAACK
+    assert sub.session_timeout == 3600 and sub.live
+
+
+@pytest.mark.parametrize("code,attrs,cause", [
+    (rp.DisconnectRequest, {"User_Name": "alice", "Session_Timeout": 5}, "Unsupported-Attribute"),
+    (rp.CoARequest, {"User_Name": "alice", "Filter_Id": "x"}, "Unsupported-Attribute"),
+    (rp.CoARequest, {"Session_Timeout": 5}, "Missing-Attribute"),
+    (rp.CoARequest, {"User_Name": "alice"}, "Missing-Attribute"),
+    (rp.CoARequest, {"User_Name": "alice", "Session_Timeout": 5, "Service_Type": "Authorize-Only"},
+     "Unsupported-Service"),
+    (rp.DisconnectRequest, {"User_Name": "alice", "NAS_Identifier": "other"},
+     "NAS-Identification-Mismatch"),
+])
+def test_naks(setup, code, attrs, cause):
+    _, sub, proc, _ = setup
+    raw = request(code, **attrs)
+    reply = decode(proc.handle(raw, CLIENT, NOW), raw)
+    assert reply.code in (rp.DisconnectNAK, rp.CoANAK) and reply["Error-Cause"] == [cause]
+    assert sub.live and sub.session_timeout == 100
+
+
+def test_unknown_client_bad_secret_and_stale_timestamp_are_dropped(setup):
+    _, sub, proc, _ = setup
+    raw = request(rp.DisconnectRequest, User_Name="alice")
+    assert proc.handle(raw, ("127.0.0.2", 1), NOW) is None
+    assert proc.handle(request(rp.DisconnectRequest, secret=b"wrong", User_Name="alice"),
+                       CLIENT, NOW) is None
+    assert proc.handle(request(rp.DisconnectRequest, User_Name="alice",
+                               Event_Timestamp=int(NOW) - 1000), CLIENT, NOW) is None
+    assert proc.handle(b"\x28\x01\x00", CLIENT, NOW) is None
+    assert sub.live
+    assert proc.stats["dropped_unknown_client"] == 1 and proc.stats["dropped_bad_authenticator"] == 1
+    assert proc.stats["dropped_stale_timestamp"] == 1 and proc.stats["dropped_malformed"] == 1
+
+
+def test_proxy_state_is_echoed(setup):
+    _, _, proc, _ = setup
+    raw = request(rp.CoARequest, User_Name="alice", Session_Timeout=9, Proxy_State=b"ps1")
+    assert decode(proc.handle(raw, CLIENT, NOW), raw)["Proxy-State"] == [b"ps1"]
