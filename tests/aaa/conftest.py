@@ -1,0 +1,230 @@
+"""A private FreeRADIUS 3.2 on 127.0.0.1 with non-default ports, for the `aaa` tests.
+
+Own minimal fixture rather than the lab's ``lab.aaa.FreeRadius``: that class serves a
+topology on the standard ports 1812/1813 in the AAA namespace; these tests want a
+throw-away server on loopback ports that cannot clash with anything. The configuration
+is built the way ``reference/lab-feasibility/radprep.sh`` does it: Debian's raddb copied,
+logs and run files inside the copy, no ``user``/``group`` switch, no EAP, one minimal
+site (files + pap, accounting into one detail file). The process is stopped by its PID.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SYSTEM_RADDB = Path("/etc/freeradius/3.0")
+SECRET = "da-test-secret"
+
+USERS = """\
+alice	Cleartext-Password := "alicepw"
+	Framed-IP-Address = 10.99.2.7,
+	Framed-IP-Netmask = 255.255.255.255,
+	Session-Timeout = 120,
+	Idle-Timeout = 30,
+	Class = 0x6461636c617373,
+	Reply-Message = "hello alice",
+	ERX-Virtual-Router-Name = "dlvr2",
+	ERX-Address-Pool-Name = "pool2",
+	ERX-Primary-Dns = 10.50.0.53,
+	ERX-Secondary-Dns = 10.50.0.54,
+	ERX-Primary-Wins = 10.50.0.137,
+	ERX-Secondary-Wins = 10.50.0.138
+
+bob@corp	Cleartext-Password := "bobpw"
+	Reply-Message = "corp user"
+"""
+
+SITE = """\
+server da_test {{
+  listen {{
+    type = auth
+    ipaddr = 127.0.0.1
+    port = {auth_port}
+  }}
+  listen {{
+    type = acct
+    ipaddr = 127.0.0.1
+    port = {acct_port}
+  }}
+  authorize {{
+    preprocess
+    files
+    pap
+  }}
+  authenticate {{
+    Auth-Type PAP {{
+      pap
+    }}
+  }}
+  preacct {{
+    preprocess
+    acct_unique
+  }}
+  accounting {{
+    da_detail
+    ok
+  }}
+  post-auth {{
+    Post-Auth-Type REJECT {{
+      attr_filter.access_reject
+    }}
+  }}
+}}
+"""
+
+DETAIL = """\
+detail da_detail {
+  filename = ${radacctdir}/detail
+  escape_filenames = no
+  permissions = 0600
+  header = "%t"
+  locking = no
+}
+"""
+
+CLIENTS = f"""\
+client localhost {{
+  ipaddr = 127.0.0.1
+  secret = {SECRET}
+  require_message_authenticator = no
+}}
+"""
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "aaa: needs root and FreeRADIUS 3.2 (a private server on 127.0.0.1)")
+
+
+def freeradius_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "aaa test: needs root (runs a private FreeRADIUS)"
+    if shutil.which("freeradius") is None or not SYSTEM_RADDB.is_dir():
+        return "aaa test: needs the Debian packages freeradius and freeradius-utils"
+    if shutil.which("radclient") is None:
+        return "aaa test: needs radclient (Debian package freeradius-utils)"
+    return None
+
+
+def free_udp_ports(count: int) -> list[int]:
+    """Ports the kernel says are free now (bound and released at once)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _port_bound(pid: int, port: int) -> bool:
+    wanted = f":{port:04X}"
+    try:
+        lines = Path(f"/proc/{pid}/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(len(f := line.split()) > 1 and f[1].endswith(wanted) for line in lines)
+
+
+@dataclass
+class RadiusServerInfo:
+    raddb: Path
+    auth_port: int
+    acct_port: int
+    secret: str
+    pid: int
+
+    @property
+    def detail_path(self) -> Path:
+        return self.raddb / "log" / "radacct" / "detail"
+
+    def accounting_records(self) -> list[dict[str, str]]:
+        """Detail file -> one dict per record (quotes removed; last value wins)."""
+        try:
+            text = self.detail_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        records, current = [], None
+        for line in text.splitlines():
+            if not line.strip():
+                current = None
+            elif not line[0].isspace():
+                current = {"_time": line.strip()}
+                records.append(current)
+            elif current is not None and " = " in line:
+                name, value = line.strip().split(" = ", 1)
+                current[name] = value.strip('"')
+        return records
+
+
+def build_raddb(raddb: Path, auth_port: int, acct_port: int) -> None:
+    shutil.copytree(SYSTEM_RADDB, raddb, symlinks=True)
+    (raddb / "log" / "radacct").mkdir(parents=True, exist_ok=True)
+    (raddb / "run").mkdir(exist_ok=True)
+    conf = raddb / "radiusd.conf"
+    text = conf.read_text()
+    text = re.sub(r"(?m)^logdir = .*$", f"logdir = {raddb / 'log'}", text)
+    text = re.sub(r"(?m)^run_dir = .*$", f"run_dir = {raddb / 'run'}", text)
+    text = re.sub(r"(?m)^(\s*)(user|group) = freerad", r"\1#\2 = freerad", text)
+    conf.write_text(text)
+    (raddb / "mods-enabled" / "eap").unlink(missing_ok=True)
+    for site in (raddb / "sites-enabled").iterdir():
+        site.unlink()
+    files = {
+        raddb / "sites-enabled" / "da_test": SITE.format(auth_port=auth_port, acct_port=acct_port),
+        raddb / "mods-enabled" / "da_detail": DETAIL,
+        raddb / "clients.conf": CLIENTS,
+        raddb / "mods-config" / "files" / "authorize": USERS,
+    }
+    for path, content in files.items():
+        path.unlink(missing_ok=True)   # may be a symlink into the copied tree
+        path.write_text(content)
+    check = subprocess.run(["freeradius", "-C", "-d", str(raddb)], capture_output=True,
+                           text=True, timeout=30)
+    if check.returncode != 0:
+        raise RuntimeError("freeradius -C refused the test configuration:\n"
+                           + (check.stdout + check.stderr)[-3000:])
+
+
+@pytest.fixture(scope="session")
+def freeradius(tmp_path_factory):
+    reason = freeradius_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    raddb = tmp_path_factory.mktemp("da-freeradius") / "raddb"
+    auth_port, acct_port = free_udp_ports(2)
+    build_raddb(raddb, auth_port, acct_port)
+    log_file = open(raddb.parent / "freeradius.log", "wb")
+    proc = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
+                            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not (_port_bound(proc.pid, auth_port) and _port_bound(proc.pid, acct_port)):
+            if proc.poll() is not None:
+                raise RuntimeError(f"freeradius exited with {proc.returncode}: "
+                                   + (raddb.parent / "freeradius.log").read_text()[-3000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError("freeradius not ready after 15 s")
+            time.sleep(0.02)
+        yield RadiusServerInfo(raddb, auth_port, acct_port, SECRET, proc.pid)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        log_file.close()
