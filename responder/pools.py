@@ -303,6 +303,16 @@ class PoolManager:
         """A specific address (e.g. RADIUS Framed-IP-Address), inside a pool or not."""
         return self._vr_or_empty(vr).reserve(IPv4(address), owner)
 
+    def assign(self, vr: str, owner: Hashable, *, address: IPv4 | str | None = None,
+               pool: str | None = None) -> Lease:
+        """SPEC step 5 precedence: an address from AAA (Framed-IP-Address) first, else a
+        pool (the one AAA named, else the profile's -- the caller passes whichever)."""
+        if address is not None:
+            return self.reserve(vr, address, owner)
+        if pool is None:
+            raise UnknownPoolError(f"no address from AAA and no pool for VR {vr!r}")
+        return self.allocate(vr, pool, owner)
+
     def release(self, lease: Lease) -> None:
         """Give the address back; raises :class:`DoubleReleaseError` if it is not held
         by the lease's owner."""

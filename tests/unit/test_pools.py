@@ -175,3 +175,12 @@ def test_ten_thousand_allocations():
     for lease in leases:
         pools.release(lease)
     assert pools.stats()[0].used == 0
+
+
+def test_assign_prefers_the_aaa_address():
+    pools = PoolManager()
+    pools.add_pool("vr1", "p", ["10.0.0.1-10.0.0.9"])
+    assert pools.assign("vr1", 1, address="10.0.0.5", pool="p").address == A("10.0.0.5")
+    assert pools.assign("vr1", 2, pool="p").address == A("10.0.0.1")
+    with pytest.raises(UnknownPoolError):
+        pools.assign("vr1", 3)
