@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hmac
 import ipaddress
 import logging
 import time

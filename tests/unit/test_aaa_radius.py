@@ -8,7 +8,7 @@ from pyrad import packet as rp
 
 from responder.aaa.base import AuthRequest, NasInfo
 from responder.aaa.radius import (RadiusBackend, RadiusBusyError, RadiusClient, RadiusServer,
-                                  RadiusTimeout, RadiusTransport, ServerGroup, load_dictionary)
+                                  RadiusTransport, ServerGroup, load_dictionary)
 
 A = ipaddress.IPv4Address
 SECRET = b"testing123"

@@ -7,7 +7,7 @@ import pytest
 
 from responder.licenses import LicenseManager
 from responder.pools import PoolManager
-from responder.subscriber import (LIVE_STATES, TEARDOWN_EVENTS, TEARDOWN_SCOPE, TRANSITIONS, Event,
+from responder.subscriber import (LIVE_STATES, TEARDOWN_EVENTS, TRANSITIONS, Event,
                                   LifecycleError, Peer, ResourceKind, State, Subscriber,
                                   SubscriberGoneError, SubscriberTable, TableFullError,
                                   state_table_markdown)
