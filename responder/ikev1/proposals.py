@@ -171,11 +171,12 @@ def _check_ike_supported(ike: IkeTransform) -> None:
 
 
 def choose_phase1(proposals: Sequence[OfferedProposal], policy: Phase1Policy,
-                  *, required_group: int | None = None) -> Phase1Choice:
+                  *, ke_length: int | None = None) -> Phase1Choice:
     """First acceptable transform in the peer's order (RFC 2409 §5).
 
-    `required_group`: Aggressive Mode sends KE in message 1, so the chosen
-    transform must use that group (RFC 2409 §5.4; all AM transforms share one).
+    `ke_length`: Aggressive Mode sends KE in message 1, so the chosen
+    transform's group must produce public values of that size (RFC 2409 §5.4;
+    all AM transforms share one group, the KE payload does not name it).
     """
     for proposal in proposals:
         if proposal.protocol != ProtocolId.ISAKMP:
@@ -192,9 +193,9 @@ def choose_phase1(proposals: Sequence[OfferedProposal], policy: Phase1Policy,
                 log.debug("phase 1 transform %d (%s) not allowed by policy",
                           transform.number, ike.describe())
                 continue
-            if required_group is not None and ike.group != required_group:
-                log.debug("phase 1 transform %d: group %d differs from KE group %d",
-                          transform.number, ike.group, required_group)
+            if ke_length is not None and dh_group(ike.group).public_size != ke_length:
+                log.debug("phase 1 transform %d: group %d does not fit the %d-byte KE",
+                          transform.number, ike.group, ke_length)
                 continue
             lifetime = min(policy.lifetime_seconds, ike.lifetime_seconds or policy.lifetime_seconds)
             return Phase1Choice(proposal, transform, ike, lifetime)
@@ -273,12 +274,12 @@ def _bundles(proposals: Sequence[OfferedProposal]) -> list[list[OfferedProposal]
 
 
 def choose_esp(proposals: Sequence[OfferedProposal], policy: EspPolicy, *,
-               allowed_modes: Iterable[int], ke_group: int | None) -> EspChoice:
+               allowed_modes: Iterable[int], pfs: bool) -> EspChoice:
     """First acceptable single-ESP proposal, in the peer's order.
 
-    `ke_group`: the group of the Quick Mode KE payload (None: no PFS). The
-    transform's Group Description must equal it (RFC 2409 §5.5), and must be
-    the policy's PFS group when the policy requires one.
+    `pfs`: the Quick Mode carries a KE payload. Then the transform must name
+    a Group Description (RFC 2409 §5.5), and without KE it must not; it must
+    be the policy's PFS group when the policy requires one.
     """
     modes = tuple(allowed_modes)
     for bundle in _bundles(proposals):
@@ -291,7 +292,7 @@ def choose_esp(proposals: Sequence[OfferedProposal], policy: EspPolicy, *,
             continue
         for transform in proposal.transforms:
             try:
-                return _esp_choice(proposal, transform, policy, modes, ke_group)
+                return _esp_choice(proposal, transform, policy, modes, pfs)
             except _Skip as why:
                 log.debug("ESP proposal %d transform %d skipped: %s", proposal.number,
                           transform.number, why)
@@ -299,16 +300,21 @@ def choose_esp(proposals: Sequence[OfferedProposal], policy: EspPolicy, *,
 
 
 def _esp_choice(proposal: OfferedProposal, transform: OfferedTransform, policy: EspPolicy,
-                modes: tuple[int, ...], ke_group: int | None) -> EspChoice:
+                modes: tuple[int, ...], pfs: bool) -> EspChoice:
     esp, keying, mode, group, seconds, kilobytes = _parse_esp_transform(transform, modes)
     if esp not in policy.transforms:
         raise _Skip(f"{esp.describe()} not in the tunnel's ESP transforms")
-    if group != ke_group:
-        raise _Skip(f"PFS group {group} does not match the KE payload ({ke_group})")
+    if (group is not None) != pfs:
+        raise _Skip(f"PFS group {group} but KE payload {'present' if pfs else 'absent'}")
     if policy.pfs_group is not None and group != policy.pfs_group:
         raise _Skip(f"PFS group {group} required {policy.pfs_group}")
-    if group is not None and group not in policy.pfs_groups_accepted:
-        raise _Skip(f"PFS group {group} not accepted")
+    if group is not None:
+        if group not in policy.pfs_groups_accepted:
+            raise _Skip(f"PFS group {group} not accepted")
+        try:
+            dh_group(group)
+        except UnsupportedAlgorithm as exc:
+            raise _Skip(str(exc)) from None
     our_seconds, our_kb = policy.lifetime_seconds, policy.lifetime_kilobytes
     # RFC 2407 §4.5.4 / §4.6.3.1: a peer lifetime above ours (or none, which
     # means 28800 s by default) is kept in the reply but announced shorter.

@@ -1,0 +1,551 @@
+"""The sans-I/O IKEv1 responder (aioquic / h11 style).
+
+    responder.receive_datagram(data, local, remote, now)
+    responder.handle_timer(now)            # when now >= responder.get_timer()
+    responder.datagrams_to_send()          # -> [Datagram(data, local, remote)]
+    responder.next_event()                 # -> Event | None
+
+No sockets, no clock reads, no global state: one `Responder` per worker; all
+randomness comes from the injected `rng(n) -> bytes`. Every datagram passes
+one boundary (`_receive`) where codec, crypto and exchange errors become a
+drop, an unprotected notify (before phase 1 completes) or a protected one
+(after), and are counted in `stats`.
+
+Exchanges are tasks chosen by exchange type (strongSwan task_manager_v1):
+Main/Aggressive Mode, Quick Mode, Informational built in; further ones
+(Transaction: Xauth, Mode-Config) plug in with `register_exchange`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+from .crypto.errors import CryptoError
+from .enums import ExchangeType, NotifyType, ProtocolId, lookup
+from .errors import CodecError, ProtocolError, RemoteProtocolError
+from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
+from .exchanges import aggressive_mode, informational, main_mode, quick_mode
+from .exchanges.common import InvalidTransition, build_protected, decrypt, accept, verify_hash1
+from .exchanges.quick_mode import DefaultPhase2Provider, Phase2Provider
+from .ike_sa import IkeSa
+from .message import Message, parse_header
+from .natt_framing import Port4500Kind, add_non_esp_marker, classify_port4500
+from .policy import ResponderPolicy
+
+__all__ = ["Datagram", "Responder", "SaContext", "TransactionHandler", "Address"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+Rng = Callable[[int], bytes]
+
+#: Notifies we answer before phase 1 completes (unprotected, RFC 2408 §5);
+#: everything else is only logged, so that a spoofed packet cannot make us
+#: send much.
+_PRE_PHASE1_NOTIFIES = {
+    NotifyType.NO_PROPOSAL_CHOSEN, NotifyType.AUTHENTICATION_FAILED,
+    NotifyType.INVALID_HASH_INFORMATION, NotifyType.PAYLOAD_MALFORMED,
+    NotifyType.INVALID_PAYLOAD_TYPE, NotifyType.INVALID_KEY_INFORMATION,
+    NotifyType.INVALID_ID_INFORMATION, NotifyType.INVALID_EXCHANGE_TYPE,
+    NotifyType.BAD_PROPOSAL_SYNTAX,
+}
+
+
+@dataclass(frozen=True)
+class Datagram:
+    data: bytes
+    local: Address
+    remote: Address
+
+
+class _SaLogAdapter(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"[{self.extra['sa_id']}] {msg}", kwargs
+
+
+class SaContext:
+    """Per-call context for exchange tasks: policy, `now`, randomness, output.
+
+    Transaction handlers (Xauth / Mode-Config) get one too, to send protected
+    messages and to tell the engine that the transaction finished.
+    """
+
+    def __init__(self, responder: "Responder", now: float) -> None:
+        self._responder = responder
+        self.policy = responder.policy
+        self.now = now
+
+    def random(self, size: int) -> bytes:
+        return self._responder._rng(size)
+
+    def emit(self, event: Event) -> None:
+        self._responder._events.append(event)
+
+    def sa_log(self, sa: IkeSa) -> logging.LoggerAdapter:
+        return _SaLogAdapter(log, {"sa_id": sa.sa_id})
+
+    # ---- for registered exchanges (Transaction)
+    def send_protected(self, sa: IkeSa, exchange: int, message_id: int, payloads: list,
+                       *, retransmit: bool = False) -> None:
+        """HASH(1) + payloads, encrypted, to the peer; optionally retransmitted
+        with backoff until `request_answered` (our own requests, e.g. Xauth)."""
+        data = build_protected(sa, exchange, message_id, payloads)
+        self._responder._send(sa, data)
+        if retransmit:
+            self._responder._arm_retransmit(sa, message_id, data, self.now)
+
+    def request_answered(self, sa: IkeSa, message_id: int) -> None:
+        self._responder._retransmits.pop((sa.sa_id, message_id), None)
+
+    def transaction_complete(self, sa: IkeSa) -> None:
+        """Quick Mode is now allowed on a dynamic SA (policy.require_transaction)."""
+        sa.transaction_done = True
+        sa.transaction_deadline = None
+
+    def delete_sa(self, sa: IkeSa, reason: str) -> None:
+        self._responder._delete_phase1(sa, reason, notify_peer=True, ctx=self)
+
+    def decrypt_and_verify(self, sa: IkeSa, message: Message) -> Message:
+        """Decrypt a Transaction message and check its HASH(1) (RFC 2409 §5.7)."""
+        decrypted, plaintext = decrypt(sa, message)
+        verify_hash1(sa, decrypted, plaintext)
+        accept(sa, message)
+        return decrypted
+
+
+class TransactionHandler(Protocol):
+    """A task for a further exchange type (e.g. Transaction, type 6).
+
+    `phase1_established` runs right after phase 1 (a server-initiated Xauth
+    sends its REQUEST there); `handle` gets each message of that type with
+    the raw (still encrypted) message.
+    """
+
+    def phase1_established(self, ctx: SaContext, sa: IkeSa) -> None: ...
+
+    def handle(self, ctx: SaContext, sa: IkeSa, message: Message) -> None: ...
+
+
+@dataclass
+class _Retransmit:
+    sa_id: str
+    message_id: int
+    data: bytes
+    next_at: float
+    interval: float
+    tries_left: int
+
+
+class Responder:
+    """One IKEv1 responder instance (one per worker)."""
+
+    def __init__(self, policy: ResponderPolicy, *, rng: Rng = os.urandom,
+                 phase2_provider: Phase2Provider | None = None) -> None:
+        self.policy = policy
+        self._rng = rng
+        self._phase2 = phase2_provider or DefaultPhase2Provider(policy.dynamic_esp)
+        self._by_cookies: dict[tuple[bytes, bytes], IkeSa] = {}
+        self._by_id: dict[str, IkeSa] = {}
+        #: msg 1 retransmissions arrive with a zero responder cookie
+        self._by_initiator: dict[tuple[bytes, Address], IkeSa] = {}
+        self._inbound_spis: set[bytes] = set()
+        self._handlers: dict[int, TransactionHandler] = {}
+        self._retransmits: dict[tuple[str, int], _Retransmit] = {}
+        self._out: list[Datagram] = []
+        self._events: deque[Event] = deque()
+        self._next_sa_number = 1
+        self.stats: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ API
+    def register_exchange(self, exchange_type: int, handler: TransactionHandler) -> None:
+        if exchange_type in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE,
+                             ExchangeType.QUICK_MODE, ExchangeType.INFORMATIONAL):
+            raise ValueError(f"exchange type {exchange_type} is built in")
+        self._handlers[int(exchange_type)] = handler
+
+    def receive_datagram(self, data: bytes, local: Address, remote: Address,
+                         now: float) -> None:
+        """Feed one UDP payload as received on `local` from `remote`.
+
+        On a port other than 500 the payload still carries the Non-ESP marker
+        (RFC 3948 §2.2); ESP and keepalives arriving here are counted and
+        dropped (the transport hands ESP to the data path itself).
+        """
+        if local[1] != 500:
+            try:
+                kind, data = classify_port4500(data)
+            except CodecError:
+                self.stats["dropped_short_4500"] += 1
+                return
+            if kind is not Port4500Kind.IKE:
+                self.stats[f"dropped_{kind.value}"] += 1
+                return
+        self._receive(data, local, remote, now)
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> Iterator[Event]:
+        while self._events:
+            yield self._events.popleft()
+
+    def get_timer(self) -> float | None:
+        """Earliest time `handle_timer` must run (O(SAs); fine per worker)."""
+        times = [r.next_at for r in self._retransmits.values()]
+        for sa in self._by_id.values():
+            times.extend(t for t in self._sa_deadlines(sa) if t is not None)
+        return min(times, default=None)
+
+    def handle_timer(self, now: float) -> None:
+        ctx = SaContext(self, now)
+        for sa in list(self._by_id.values()):
+            self._sa_timers(ctx, sa)
+        for key, retransmit in list(self._retransmits.items()):
+            if retransmit.next_at <= now:
+                self._retransmit(ctx, key, retransmit)
+
+    def note_peer_activity(self, sa_id: str, now: float) -> None:
+        """The data path saw an authenticated ESP packet from this peer."""
+        sa = self._by_id.get(sa_id)
+        if sa is not None:
+            informational.note_traffic(sa, now)
+
+    def delete_phase1(self, sa_id: str, now: float = 0.0, reason: str = "local-delete") -> None:
+        """Send Delete for every child, then for the ISAKMP SA; drop it."""
+        sa = self._by_id.get(sa_id)
+        if sa is not None:
+            self._delete_phase1(sa, reason, notify_peer=True, ctx=SaContext(self, now))
+
+    def delete_phase2(self, sa_id: str, child_id: int, now: float = 0.0,
+                      reason: str = "local-delete") -> None:
+        sa = self._by_id.get(sa_id)
+        if sa is None or child_id not in sa.children:
+            return
+        ctx = SaContext(self, now)
+        child = sa.children[child_id]
+        self._send(sa, informational.build_delete(ctx, sa, ProtocolId.IPSEC_ESP,
+                                                  [child.inbound_spi]))
+        self._remove_child(sa, child_id, reason)
+
+    def sa(self, sa_id: str) -> IkeSa | None:
+        return self._by_id.get(sa_id)
+
+    @property
+    def sa_count(self) -> int:
+        return len(self._by_id)
+
+    # ------------------------------------------------------------ receiving
+    def _receive(self, data: bytes, local: Address, remote: Address, now: float) -> None:
+        try:
+            header = parse_header(data)
+        except CodecError as exc:
+            self._drop("malformed_header", remote, exc)
+            return
+        sa = self._lookup(header, data, local, remote, now)
+        if sa is None:
+            return
+        cached = sa.cached_reply(data)
+        if cached is not None:
+            self.stats["retransmit_answered"] += 1
+            for reply in cached:
+                self._out.append(Datagram(self._frame(reply, local), local, remote))
+            return
+        ctx = SaContext(self, now)
+        try:
+            message = Message.parse(data)
+            replies = self._dispatch(ctx, sa, message, local, remote)
+        except InvalidTransition as exc:
+            self._drop("out_of_order", remote, exc, sa)
+            return
+        except (ProtocolError, CryptoError) as exc:
+            self._fail(ctx, sa, header.exchange_type, exc, local, remote)
+            return
+        if header.exchange_type != ExchangeType.INFORMATIONAL:
+            sa.remember_reply(data, replies)
+        for reply in replies:
+            self._send(sa, reply)
+
+    def _lookup(self, header, data: bytes, local: Address, remote: Address,
+                now: float) -> IkeSa | None:
+        if header.responder_cookie == bytes(8):
+            if header.exchange_type not in (ExchangeType.IDENTITY_PROTECTION,
+                                            ExchangeType.AGGRESSIVE) or header.message_id:
+                self._drop("zero_cookie_not_phase1", remote)
+                return None
+            existing = self._by_initiator.get((header.initiator_cookie, remote))
+            if existing is not None:
+                return existing
+            return self._new_sa(header, local, remote, now)
+        sa = self._by_cookies.get((header.initiator_cookie, header.responder_cookie))
+        if sa is None:
+            self._drop("unknown_cookies", remote)
+        return sa
+
+    def _new_sa(self, header, local: Address, remote: Address, now: float) -> IkeSa | None:
+        limits = self.policy.limits
+        if header.exchange_type == ExchangeType.AGGRESSIVE and not self.policy.phase1.allow_aggressive:
+            self._drop("aggressive_disabled", remote)
+            return None
+        if header.exchange_type == ExchangeType.IDENTITY_PROTECTION and not self.policy.phase1.allow_main:
+            self._drop("main_disabled", remote)
+            return None
+        if not self.policy.peer_allowed(remote[0]):
+            self._drop("policy_denied", remote)
+            log.info("IKE policy rule denies phase 1 from %s", remote[0])
+            return None
+        half_open = [sa for sa in self._by_id.values() if not sa.established]
+        if len(half_open) >= limits.max_half_open:
+            self._drop("half_open_limit", remote)
+            return None
+        if sum(1 for sa in half_open if sa.remote[0] == remote[0]) >= limits.max_half_open_per_peer:
+            self._drop("half_open_peer_limit", remote)
+            return None
+        if sum(1 for sa in self._by_id.values() if sa.remote[0] == remote[0]) >= limits.max_sas_per_peer \
+                or len(self._by_id) >= limits.max_sas:
+            self._drop("sa_limit", remote)
+            return None
+        cky_r = self._new_cookie()
+        sa_id = f"ike{self._next_sa_number}"
+        self._next_sa_number += 1
+        exchange = "aggressive" if header.exchange_type == ExchangeType.AGGRESSIVE else "main"
+        sa = IkeSa(sa_id=sa_id, cky_i=header.initiator_cookie, cky_r=cky_r, local=local,
+                   remote=remote, exchange=exchange, state="start", created_at=now,
+                   last_activity=now, half_open_deadline=now + limits.half_open_timeout)
+        self._by_cookies[(sa.cky_i, cky_r)] = sa
+        self._by_id[sa_id] = sa
+        self._by_initiator[(sa.cky_i, remote)] = sa
+        self.stats["phase1_started"] += 1
+        log.info("[%s] new %s mode phase 1 from %s:%d to %s:%d", sa_id, exchange, *remote, *local)
+        return sa
+
+    def _new_cookie(self) -> bytes:
+        while True:
+            cookie = self._rng(8)
+            if cookie != bytes(8) and not any(k[1] == cookie for k in self._by_cookies):
+                return cookie
+
+    def new_spi(self) -> bytes:
+        """A fresh inbound SPI: 256.. (RFC 4303 §2.1 reserves 1-255), unused."""
+        while True:
+            spi = self._rng(4)
+            if int.from_bytes(spi, "big") >= 256 and spi not in self._inbound_spis:
+                self._inbound_spis.add(spi)
+                return spi
+
+    def _dispatch(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                  remote: Address) -> list[bytes]:
+        exchange = message.header.exchange_type
+        if exchange == ExchangeType.IDENTITY_PROTECTION:
+            self._check_phase1_exchange(sa, "main")
+            replies = main_mode.handle(ctx, sa, message, local, remote)
+            self._after_phase1_step(ctx, sa)
+            return replies
+        if exchange == ExchangeType.AGGRESSIVE:
+            self._check_phase1_exchange(sa, "aggressive")
+            replies = aggressive_mode.handle(ctx, sa, message, local, remote)
+            self._after_phase1_step(ctx, sa)
+            return replies
+        if not sa.established and exchange != ExchangeType.INFORMATIONAL:
+            raise InvalidTransition(f"exchange {exchange}", sa.state, "before phase 1")
+        if exchange == ExchangeType.QUICK_MODE:
+            return self._quick_mode(ctx, sa, message, local, remote)
+        if exchange == ExchangeType.INFORMATIONAL:
+            return self._informational(ctx, sa, message, local, remote)
+        handler = self._handlers.get(int(exchange))
+        if handler is None:
+            raise RemoteProtocolError(NotifyType.INVALID_EXCHANGE_TYPE,
+                                      f"exchange type {lookup(ExchangeType, exchange)} not supported")
+        handler.handle(ctx, sa, message)
+        self._authenticated_traffic(sa, local, remote, ctx.now)
+        return []
+
+    @staticmethod
+    def _check_phase1_exchange(sa: IkeSa, kind: str) -> None:
+        if sa.exchange != kind or sa.established:
+            raise InvalidTransition(f"{kind}_mode", sa.state, "message on another exchange")
+
+    def _after_phase1_step(self, ctx: SaContext, sa: IkeSa) -> None:
+        if sa.established:
+            self._by_initiator.pop((sa.cky_i, sa.remote), None)
+            for key in [k for k, v in self._by_initiator.items() if v is sa]:
+                del self._by_initiator[key]
+            handler = self._handlers.get(ExchangeType.TRANSACTION)
+            if handler is not None and sa.dynamic:
+                handler.phase1_established(ctx, sa)
+
+    def _quick_mode(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                    remote: Address) -> list[bytes]:
+        if sa.dynamic and self.policy.require_transaction and not sa.transaction_done:
+            raise InvalidTransition("quick_mode", "waiting_for_transaction", "hash1")
+        if len(sa.children) >= self.policy.limits.max_children_per_sa and \
+                message.header.message_id not in sa.quick_modes:
+            raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "too many child SAs")
+        replies = quick_mode.handle(ctx, sa, message, self._phase2, self.new_spi)
+        self._authenticated_traffic(sa, local, remote, ctx.now)
+        return replies
+
+    def _informational(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                       remote: Address) -> list[bytes]:
+        result = informational.handle(ctx, sa, message)
+        if not message.encrypted:
+            if not sa.established:
+                self._delete_phase1(sa, "peer-notify", notify_peer=False, ctx=ctx)
+            return []
+        self._authenticated_traffic(sa, local, remote, ctx.now)
+        self._events.extend(result.events)
+        for spi in result.delete_spis:
+            child = sa.child_by_spi(spi)
+            if child is not None:
+                self._remove_child(sa, child.child_id, "peer-delete")
+        if result.delete_phase1:
+            self._delete_phase1(sa, "peer-delete", notify_peer=False, ctx=ctx)
+        return result.replies
+
+    def _authenticated_traffic(self, sa: IkeSa, local: Address, remote: Address,
+                               now: float) -> None:
+        """An authenticated message: peer alive; follow a port float (RFC 3947 §4)."""
+        informational.note_traffic(sa, now)
+        if (local, remote) != (sa.local, sa.remote):
+            log.info("[%s] peer moved %s:%d -> %s:%d", sa.sa_id, *sa.remote, *remote)
+            sa.local, sa.remote = local, remote
+
+    # ---------------------------------------------------------------- errors
+    def _drop(self, reason: str, remote: Address, exc: Exception | None = None,
+              sa: IkeSa | None = None) -> None:
+        self.stats[f"dropped_{reason}"] += 1
+        log.debug("%sdropped datagram from %s:%d: %s%s", f"[{sa.sa_id}] " if sa else "",
+                  *remote, reason, f" ({exc})" if exc else "")
+
+    def _fail(self, ctx: SaContext, sa: IkeSa, exchange: int, exc: Exception,
+              local: Address, remote: Address) -> None:
+        """The one place where a refused message becomes a notify or a drop."""
+        notify = _notify_of(exc)
+        name = lookup(NotifyType, notify).name if notify else "none"
+        self.stats[f"error_{name}"] += 1
+        ctx.sa_log(sa).warning("%s from %s:%d refused: %s",
+                               lookup(ExchangeType, exchange).name, *remote, exc)
+        ctx.emit(ExchangeFailed(sa.sa_id, remote, lookup(ExchangeType, exchange).name,
+                                name, str(exc)))
+        phase1 = exchange in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE)
+        if not sa.established:
+            if notify in _PRE_PHASE1_NOTIFIES:
+                reply = informational.unprotected_notify(sa, notify)
+                self._out.append(Datagram(self._frame(reply, local), local, remote))
+            if phase1:
+                self._delete_phase1(sa, f"failed:{name}", notify_peer=False, ctx=ctx)
+            return
+        if exchange == ExchangeType.INFORMATIONAL or notify is None:
+            return  # never answer an informational (loops), nor local faults
+        self._send(sa, informational.build_notify(ctx, sa, notify))
+
+    # ------------------------------------------------------------- sending
+    @staticmethod
+    def _frame(data: bytes, local: Address) -> bytes:
+        return add_non_esp_marker(data) if local[1] != 500 else data
+
+    def _send(self, sa: IkeSa, data: bytes) -> None:
+        self._out.append(Datagram(self._frame(data, sa.local), sa.local, sa.remote))
+
+    def _arm_retransmit(self, sa: IkeSa, message_id: int, data: bytes, now: float) -> None:
+        policy = self.policy.retransmit
+        self._retransmits[(sa.sa_id, message_id)] = _Retransmit(
+            sa.sa_id, message_id, data, now + policy.timeout, policy.timeout, policy.tries)
+
+    def _retransmit(self, ctx: SaContext, key: tuple[str, int], entry: _Retransmit) -> None:
+        sa = self._by_id.get(entry.sa_id)
+        if sa is None:
+            del self._retransmits[key]
+            return
+        if entry.tries_left <= 0:
+            del self._retransmits[key]
+            ctx.sa_log(sa).warning("request %08x unanswered, giving up", entry.message_id)
+            self._delete_phase1(sa, "retransmit-timeout", notify_peer=True, ctx=ctx)
+            return
+        entry.tries_left -= 1
+        entry.interval *= self.policy.retransmit.backoff
+        entry.next_at = ctx.now + entry.interval
+        self._send(sa, entry.data)
+
+    # ---------------------------------------------------------------- timers
+    def _sa_deadlines(self, sa: IkeSa) -> list[float | None]:
+        times = [sa.half_open_deadline, sa.expires_at, sa.transaction_deadline,
+                 informational.dpd_next_time(self.policy, sa)]
+        times.extend(child.expires_at for child in sa.children.values())
+        times.extend(qm.started_at + self.policy.limits.half_open_timeout
+                     for qm in sa.quick_modes.values())
+        return times
+
+    def _sa_timers(self, ctx: SaContext, sa: IkeSa) -> None:
+        now = ctx.now
+        if sa.half_open_deadline is not None and now >= sa.half_open_deadline:
+            self.stats["half_open_timeout"] += 1
+            self._delete_phase1(sa, "half-open-timeout", notify_peer=False, ctx=ctx)
+            return
+        if sa.transaction_deadline is not None and now >= sa.transaction_deadline:
+            self._delete_phase1(sa, "transaction-timeout", notify_peer=True, ctx=ctx)
+            return
+        if sa.expires_at is not None and now >= sa.expires_at:
+            self._delete_phase1(sa, "expired", notify_peer=True, ctx=ctx)
+            return
+        for child in list(sa.children.values()):
+            if now >= child.expires_at:
+                self._send(sa, informational.build_delete(ctx, sa, ProtocolId.IPSEC_ESP,
+                                                          [child.inbound_spi]))
+                self._remove_child(sa, child.child_id, "expired")
+        for mid, qm in list(sa.quick_modes.items()):
+            if now >= qm.started_at + self.policy.limits.half_open_timeout:
+                del sa.quick_modes[mid]  # peer never sent HASH(3)
+                if sa.cipher is not None:
+                    sa.cipher.ivs.forget(mid)
+        probes = informational.dpd_due(ctx, sa)
+        if probes is None:
+            self._delete_phase1(sa, "dpd", notify_peer=False, ctx=ctx)
+            return
+        for probe in probes:
+            self._send(sa, probe)
+
+    # -------------------------------------------------------------- removal
+    def _remove_child(self, sa: IkeSa, child_id: int, reason: str) -> None:
+        child = sa.children.pop(child_id)
+        self._inbound_spis.discard(child.inbound_spi)
+        self._events.append(Phase2Deleted(sa.sa_id, child_id, child.inbound_spi,
+                                          child.outbound_spi, reason))
+
+    def _delete_phase1(self, sa: IkeSa, reason: str, *, notify_peer: bool,
+                       ctx: SaContext) -> None:
+        if sa.sa_id not in self._by_id:
+            return
+        if notify_peer and sa.established:
+            spis = [c.inbound_spi for c in sa.children.values()]
+            if spis:
+                self._send(sa, informational.build_delete(ctx, sa, ProtocolId.IPSEC_ESP, spis))
+            self._send(sa, informational.build_delete(ctx, sa, ProtocolId.ISAKMP,
+                                                      [sa.cookies]))
+        for child_id in list(sa.children):
+            self._remove_child(sa, child_id, "phase1-deleted")
+        del self._by_id[sa.sa_id]
+        self._by_cookies.pop((sa.cky_i, sa.cky_r), None)
+        for key in [k for k, v in self._by_initiator.items() if v is sa]:
+            del self._by_initiator[key]
+        for key in [k for k in self._retransmits if k[0] == sa.sa_id]:
+            del self._retransmits[key]
+        log.info("[%s] phase 1 removed: %s", sa.sa_id, reason)
+        if sa.established:
+            self._events.append(Phase1Deleted(sa.sa_id, sa.remote, reason))
+
+
+def _notify_of(exc: Exception) -> int | None:
+    if isinstance(exc, ProtocolError):
+        return exc.notify_type if exc.notify_peer else None
+    if isinstance(exc, CryptoError):
+        return exc.notify
+    return None
+

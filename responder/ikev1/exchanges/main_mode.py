@@ -1,0 +1,132 @@
+"""Main Mode (Identity Protection) responder, RFC 2409 §5 / §5.4 (PSK).
+
+    msg 1  HDR, SA, VID*                      ->  msg 2  HDR, SA, VID*
+    msg 3  HDR, KE, Ni, [NAT-D, NAT-D]        ->  msg 4  HDR, KE, Nr, [NAT-D, NAT-D]
+    msg 5  HDR*, IDii, HASH_I, [N(IC)]        ->  msg 6  HDR*, IDir, HASH_R
+
+The pre-shared key is chosen by addresses at message 3 (the identity is only
+known, encrypted, in message 5: RFC 2409 §5.4).
+"""
+
+from __future__ import annotations
+
+from ..enums import ExchangeType, NotifyType, PayloadType
+from ..ike_sa import IkeSa
+from ..message import Message
+from ..payloads import (
+    Hash,
+    Identification,
+    KeyExchange,
+    NatDiscovery,
+    Nonce,
+    Notification,
+    SecurityAssociation,
+    VendorId,
+)
+from .common import (
+    ExchangeContext,
+    StateTable,
+    accept,
+    build_cleartext,
+    build_encrypted,
+    decrypt,
+    protocol_error,
+    raw_body,
+    require_payloads,
+)
+from .phase1 import (
+    check_identity_allowed,
+    check_ke,
+    choose_transform,
+    derive_keys,
+    establish,
+    natd_payloads,
+    note_vendor_ids,
+    our_identity_payload,
+    our_vendor_ids,
+    peer_identity,
+    process_natd,
+)
+
+__all__ = ["TABLE", "handle", "classify"]
+
+TABLE = StateTable("main_mode", {
+    ("start", "sa"): "sa_sent",
+    ("sa_sent", "ke_nonce"): "ke_sent",
+    ("ke_sent", "id_hash"): "established",
+})
+
+NONCE_SIZE = 32
+
+
+def classify(message: Message) -> str:
+    if message.encrypted:
+        return "id_hash"
+    if message.first(SecurityAssociation) is not None:
+        return "sa"
+    if message.first(KeyExchange) is not None:
+        return "ke_nonce"
+    return "unknown"
+
+
+def handle(ctx: ExchangeContext, sa: IkeSa, message: Message,
+           local: tuple[str, int], remote: tuple[str, int]) -> list[bytes]:
+    event = classify(message)
+    new_state = TABLE.next(sa.state, event)
+    reply = _HANDLERS[event](ctx, sa, message, local, remote)
+    if sa.state != "established":
+        sa.state = new_state
+    return [reply]
+
+
+def _on_sa(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+    require_payloads(message, "main mode msg 1", exactly_one=(SecurityAssociation,),
+                     allowed=(VendorId,))
+    note_vendor_ids(sa, message)
+    sa_body = raw_body(message.header.next_payload, message.body, PayloadType.SA)
+    our_sa = choose_transform(ctx, sa, message.first(SecurityAssociation), sa_body)
+    ctx.sa_log(sa).info("main mode: chose %s", sa.choice.ike.describe())
+    return build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0,
+                           [our_sa, *our_vendor_ids(ctx, sa)])
+
+
+def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+    require_payloads(message, "main mode msg 3", exactly_one=(KeyExchange, Nonce),
+                     allowed=(NatDiscovery, VendorId))
+    ke = message.first(KeyExchange)
+    check_ke(sa, ke)
+    psk = ctx.policy.psk_for_addresses(local[0], remote[0])
+    if psk is None:
+        raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
+                             f"no pre-shared key for {local[0]} <- {remote[0]}")
+    sa.psk = psk
+    sa.ni_b = message.first(Nonce).data
+    sa.nr_b = ctx.random(NONCE_SIZE)
+    derive_keys(ctx, sa, ke.key_data, psk)
+    process_natd(ctx, sa, message, local, remote)
+    payloads = [KeyExchange(sa.g_xr), Nonce(sa.nr_b), *natd_payloads(ctx, sa)]
+    return build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0, payloads)
+
+
+def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+    decrypted, plaintext = decrypt(sa, message)
+    require_payloads(decrypted, "main mode msg 5", exactly_one=(Identification, Hash),
+                     allowed=(Notification, VendorId))
+    assert sa.keys is not None
+    idii_b = raw_body(decrypted.header.next_payload, plaintext, PayloadType.IDENTIFICATION)
+    sa.keys.verify_hash_i(decrypted.first(Hash).data, g_xi=sa.g_xi, g_xr=sa.g_xr,
+                          sai_b=sa.sai_b, idii_b=idii_b)
+    accept(sa, message)
+    sa.identity = peer_identity(decrypted.first(Identification))
+    check_identity_allowed(ctx, sa, sa.identity)
+    note_vendor_ids(sa, decrypted)
+    our_id = our_identity_payload(ctx, sa)
+    hash_r = sa.keys.hash_r(g_xi=sa.g_xi, g_xr=sa.g_xr, sai_b=sa.sai_b, idir_b=our_id.serialize())
+    # RFC 3947 §4: the peer may have floated to 4500 with this message
+    sa.local, sa.remote = local, remote
+    reply = build_encrypted(sa, ExchangeType.IDENTITY_PROTECTION, 0, [our_id, Hash(hash_r)])
+    establish(ctx, sa, decrypted)
+    return reply
+
+
+_HANDLERS = {"sa": _on_sa, "ke_nonce": _on_ke, "id_hash": _on_id_hash}

@@ -1,0 +1,367 @@
+"""A minimal IKEv1 initiator for driving the Responder in memory.
+
+Built on the same codec and crypto as the responder, step by step, so tests
+can interleave, repeat, corrupt or skip messages. Deterministic given `rng`.
+Not a product initiator (that belongs in clients/).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from responder.ikev1.crypto.cipher import cipher_algorithm
+from responder.ikev1.crypto.dh import dh_group
+from responder.ikev1.crypto.iv import IVStore, MessageCipher
+from responder.ikev1.crypto.phase1 import Phase1Keys
+from responder.ikev1.crypto.phase2 import (
+    EspTransform as EspKeying,
+    derive_esp_keys,
+    informational_hash,
+    quick_mode_hash3,
+)
+from responder.ikev1.crypto.prf import hash_algorithm
+from responder.ikev1.enums import (
+    AuthMethod,
+    EncapsulationMode,
+    EncryptionAlgorithm,
+    EspTransformId,
+    ExchangeType,
+    GroupDescription,
+    HashAlgorithm,
+    HeaderFlag,
+    IpsecAttribute,
+    IpsecAuthAlgorithm,
+    LifeType,
+    NotifyType,
+    PayloadType,
+    Phase1Attribute,
+    ProtocolId,
+)
+from responder.ikev1.exchanges.common import bytes_after_first_payload, raw_payloads
+from responder.ikev1.message import Header, Message, serialize_with_body
+from responder.ikev1.natt import natd_hash
+from responder.ikev1.payloads import (
+    DataAttribute,
+    Delete,
+    Hash,
+    Identification,
+    KeyExchange,
+    NatDiscovery,
+    Nonce,
+    Notification,
+    Payload,
+    Proposal,
+    SecurityAssociation,
+    Transform,
+    VendorId,
+    serialize_payloads,
+)
+from responder.ikev1.vendor_ids import DPD, NATT_RFC3947, XAUTH
+
+Address = tuple[str, int]
+
+
+def seeded_rng(seed: int):
+    generator = random.Random(seed)
+    return lambda n: generator.randbytes(n)
+
+
+def ike_transform(number: int = 1, *, encryption: int = EncryptionAlgorithm.AES_CBC,
+                  key_length: int | None = 256, hash_alg: int = HashAlgorithm.SHA,
+                  group: int = GroupDescription.MODP_2048,
+                  auth: int = AuthMethod.XAUTH_INIT_PSK, lifetime: int = 28800) -> Transform:
+    attributes = [DataAttribute.tv(Phase1Attribute.ENCRYPTION_ALGORITHM, encryption)]
+    if key_length:
+        attributes.append(DataAttribute.tv(Phase1Attribute.KEY_LENGTH, key_length))
+    attributes += [
+        DataAttribute.tv(Phase1Attribute.HASH_ALGORITHM, hash_alg),
+        DataAttribute.tv(Phase1Attribute.GROUP_DESCRIPTION, group),
+        DataAttribute.tv(Phase1Attribute.AUTHENTICATION_METHOD, auth),
+        DataAttribute.tv(Phase1Attribute.LIFE_TYPE, LifeType.SECONDS),
+        DataAttribute.from_int(Phase1Attribute.LIFE_DURATION, lifetime),
+    ]
+    return Transform(number=number, transform_id=1, attributes=attributes)
+
+
+def esp_transform(number: int = 1, *, cipher: int = EspTransformId.AES_CBC,
+                  key_length: int | None = 128, auth: int = IpsecAuthAlgorithm.HMAC_SHA,
+                  mode: int = EncapsulationMode.TUNNEL, group: int | None = None,
+                  lifetime: int | None = 3600) -> Transform:
+    attributes = []
+    if lifetime is not None:
+        attributes += [DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.SECONDS),
+                       DataAttribute.from_int(IpsecAttribute.SA_LIFE_DURATION, lifetime)]
+    if group is not None:
+        attributes.append(DataAttribute.tv(IpsecAttribute.GROUP_DESCRIPTION, group))
+    attributes.append(DataAttribute.tv(IpsecAttribute.ENCAPSULATION_MODE, mode))
+    attributes.append(DataAttribute.tv(IpsecAttribute.AUTHENTICATION_ALGORITHM, auth))
+    if key_length:
+        attributes.append(DataAttribute.tv(IpsecAttribute.KEY_LENGTH, key_length))
+    return Transform(number=number, transform_id=cipher, attributes=attributes)
+
+
+@dataclass
+class QuickModeRun:
+    message_id: int
+    spi: bytes
+    ni_b: bytes
+    group: int | None
+    dh: object = None
+    nr_b: bytes = b""
+    responder_spi: bytes = b""
+    keying: EspKeying | None = None
+    keys: object = None
+    reply: Message | None = None
+
+
+@dataclass
+class TestInitiator:
+    psk: bytes
+    rng: object
+    local: Address = ("198.18.1.2", 500)
+    remote: Address = ("198.18.0.1", 500)
+    vendor_ids: tuple[bytes, ...] = (XAUTH.data, DPD.data, NATT_RFC3947.data)
+    transforms: list[Transform] = field(default_factory=lambda: [ike_transform()])
+    identity: Identification = field(default_factory=lambda: Identification.ipv4_address("198.18.1.2"))
+    #: what the initiator thinks its own address is (differs when NATed)
+    natd_self: Address | None = None
+    cky_i: bytes = b""
+    cky_r: bytes = bytes(8)
+    # negotiated
+    chosen: Transform | None = None
+    sai_b: bytes = b""
+    dh: object = None
+    ni_b: bytes = b""
+    nr_b: bytes = b""
+    g_xr: bytes = b""
+    keys: Phase1Keys | None = None
+    cipher: MessageCipher | None = None
+    responder_vids: list[bytes] = field(default_factory=list)
+    responder_natd: list[bytes] = field(default_factory=list)
+    responder_id_b: bytes = b""
+    hash_r: bytes = b""
+
+    def __post_init__(self) -> None:
+        self.cky_i = self.rng(8)
+
+    # ---------------------------------------------------------- helpers
+    def _header(self, exchange: int, mid: int = 0, flags: int = 0) -> Header:
+        return Header(self.cky_i, self.cky_r, exchange, flags, mid)
+
+    def _clear(self, exchange: int, payloads: list[Payload], mid: int = 0) -> bytes:
+        first, body = serialize_payloads(payloads)
+        return serialize_with_body(self._header(exchange, mid), first, body)
+
+    def _encrypted(self, exchange: int, payloads: list[Payload], mid: int = 0) -> bytes:
+        first, body = serialize_payloads(payloads)
+        if exchange == ExchangeType.INFORMATIONAL:
+            ct = self.cipher.encrypt_informational(mid, body)
+        else:
+            ct = self.cipher.encrypt(mid, body)
+        return serialize_with_body(self._header(exchange, mid, HeaderFlag.ENCRYPTION), first, ct)
+
+    def decrypt(self, data: bytes) -> tuple[Message, bytes]:
+        message = Message.parse(data)
+        mid = message.header.message_id
+        if message.header.exchange_type == ExchangeType.INFORMATIONAL:
+            plain = self.cipher.decrypt_informational(mid, message.body)
+        else:
+            plain = self.cipher.decrypt(mid, message.body)
+            self.cipher.accept(mid, message.body)
+        return message.payloads_from_plaintext(plain), plain
+
+    def _sa_payload(self) -> SecurityAssociation:
+        return SecurityAssociation(proposals=[Proposal(1, ProtocolId.ISAKMP, b"", self.transforms)])
+
+    def _group(self) -> int:
+        attr = (self.chosen or self.transforms[0]).attribute(Phase1Attribute.GROUP_DESCRIPTION)
+        return attr.as_int()
+
+    def _natd(self) -> list[NatDiscovery]:
+        hash_alg = hash_algorithm(self.chosen.attribute(Phase1Attribute.HASH_ALGORITHM).as_int())
+        me = self.natd_self or self.local
+        return [NatDiscovery(natd_hash(hash_alg, self.cky_i, self.cky_r, self.remote)),
+                NatDiscovery(natd_hash(hash_alg, self.cky_i, self.cky_r, me))]
+
+    def _derive(self) -> None:
+        t = self.chosen
+        prf = hash_algorithm(t.attribute(Phase1Attribute.HASH_ALGORITHM).as_int())
+        cipher = cipher_algorithm(t.attribute(Phase1Attribute.ENCRYPTION_ALGORITHM).as_int())
+        key_length = t.attribute(Phase1Attribute.KEY_LENGTH)
+        shared = self.dh.compute_shared(self.g_xr)
+        self.keys = Phase1Keys.derive_pre_shared_key(
+            prf=prf, cipher=cipher, key_size=cipher.key_size(key_length.as_int() if key_length else None),
+            psk=self.psk, ni_b=self.ni_b, nr_b=self.nr_b, shared_secret=shared,
+            cky_i=self.cky_i, cky_r=self.cky_r)
+        self.cipher = MessageCipher(cipher, self.keys.encryption_key, IVStore(
+            prf, cipher.block_size, self.keys.initial_iv(self.dh.public_bytes, self.g_xr)))
+
+    def _take_sa_reply(self, message: Message) -> None:
+        self.cky_r = message.header.responder_cookie
+        sa = message.first(SecurityAssociation)
+        assert len(sa.proposals) == 1 and len(sa.proposals[0].transforms) == 1
+        self.chosen = sa.proposals[0].transforms[0]
+        self.responder_vids = [p.data for p in message.payloads_of(VendorId)]
+
+    def hash_i(self) -> bytes:
+        return self.keys.hash_i(g_xi=self.dh.public_bytes, g_xr=self.g_xr, sai_b=self.sai_b,
+                                idii_b=self.identity.serialize())
+
+    def verify_hash_r(self) -> None:
+        self.keys.verify_hash_r(self.hash_r, g_xi=self.dh.public_bytes, g_xr=self.g_xr,
+                                sai_b=self.sai_b, idir_b=self.responder_id_b)
+
+    # ---------------------------------------------------------- Main Mode
+    def main_mode_1(self) -> bytes:
+        sa = self._sa_payload()
+        self.sai_b = sa.serialize()
+        return self._clear(ExchangeType.IDENTITY_PROTECTION,
+                           [sa, *[VendorId(v) for v in self.vendor_ids]])
+
+    def handle_main_mode_2(self, data: bytes) -> Message:
+        message = Message.parse(data)
+        self._take_sa_reply(message)
+        return message
+
+    def main_mode_3(self) -> bytes:
+        self.dh = dh_group(self._group()).generate(self.rng)
+        self.ni_b = self.rng(32)
+        payloads = [KeyExchange(self.dh.public_bytes), Nonce(self.ni_b)]
+        if NATT_RFC3947.data in self.responder_vids:
+            payloads += self._natd()
+        return self._clear(ExchangeType.IDENTITY_PROTECTION, payloads)
+
+    def handle_main_mode_4(self, data: bytes) -> Message:
+        message = Message.parse(data)
+        self.g_xr = message.first(KeyExchange).key_data
+        self.nr_b = message.first(Nonce).data
+        self.responder_natd = [p.hash_data for p in message.payloads_of(NatDiscovery)]
+        self._derive()
+        return message
+
+    def main_mode_5(self, *, initial_contact: bool = False, hash_override: bytes | None = None) -> bytes:
+        payloads: list[Payload] = [self.identity, Hash(hash_override or self.hash_i())]
+        if initial_contact:
+            payloads.append(Notification(NotifyType.INITIAL_CONTACT, spi=self.cky_i + self.cky_r))
+        return self._encrypted(ExchangeType.IDENTITY_PROTECTION, payloads)
+
+    def handle_main_mode_6(self, data: bytes) -> Message:
+        message, plain = self.decrypt(data)
+        self.responder_id_b = raw_payloads(message.header.next_payload, plain)[0].body
+        self.hash_r = message.first(Hash).data
+        self.verify_hash_r()
+        return message
+
+    # ---------------------------------------------------------- Aggressive Mode
+    def aggressive_1(self) -> bytes:
+        sa = self._sa_payload()
+        self.sai_b = sa.serialize()
+        self.dh = dh_group(self._group()).generate(self.rng)
+        self.ni_b = self.rng(32)
+        return self._clear(ExchangeType.AGGRESSIVE, [
+            sa, KeyExchange(self.dh.public_bytes), Nonce(self.ni_b), self.identity,
+            *[VendorId(v) for v in self.vendor_ids]])
+
+    def handle_aggressive_2(self, data: bytes) -> Message:
+        message = Message.parse(data)
+        self._take_sa_reply(message)
+        self.g_xr = message.first(KeyExchange).key_data
+        self.nr_b = message.first(Nonce).data
+        self.responder_natd = [p.hash_data for p in message.payloads_of(NatDiscovery)]
+        self.responder_id_b = message.first(Identification).serialize()
+        self.hash_r = message.first(Hash).data
+        self._derive()
+        self.verify_hash_r()
+        return message
+
+    def aggressive_3(self, *, encrypted: bool = True, initial_contact: bool = False,
+                     hash_override: bytes | None = None) -> bytes:
+        payloads: list[Payload] = [Hash(hash_override or self.hash_i())]
+        if NATT_RFC3947.data in self.responder_vids:
+            payloads += self._natd()
+        if initial_contact:
+            payloads.append(Notification(NotifyType.INITIAL_CONTACT, spi=self.cky_i + self.cky_r))
+        if encrypted:
+            return self._encrypted(ExchangeType.AGGRESSIVE, payloads)
+        return self._clear(ExchangeType.AGGRESSIVE, payloads)
+
+    # ---------------------------------------------------------- Quick Mode
+    def quick_mode_1(self, *, transforms: list[Transform] | None = None,
+                     pfs_group: int | None = None,
+                     ids: tuple[Identification, Identification] | None = None,
+                     message_id: int | None = None) -> tuple[QuickModeRun, bytes]:
+        run = QuickModeRun(message_id or int.from_bytes(self.rng(4), "big") | 1,
+                           self.rng(4), self.rng(32), pfs_group)
+        transforms = transforms or [esp_transform(group=pfs_group)]
+        sa = SecurityAssociation(proposals=[
+            Proposal(i + 1, ProtocolId.IPSEC_ESP, run.spi, [t]) for i, t in enumerate(transforms)])
+        payloads: list[Payload] = [sa, Nonce(run.ni_b)]
+        if pfs_group is not None:
+            run.dh = dh_group(pfs_group).generate(self.rng)
+            payloads.append(KeyExchange(run.dh.public_bytes))
+        if ids is not None:
+            payloads += list(ids)
+        _, chain = serialize_payloads(payloads)
+        digest = informational_hash(self.keys.prf, self.keys.skeyid_a, run.message_id, chain)
+        return run, self._encrypted(ExchangeType.QUICK_MODE, [Hash(digest), *payloads],
+                                    run.message_id)
+
+    def handle_quick_mode_2(self, run: QuickModeRun, data: bytes) -> Message:
+        message, plain = self.decrypt(data)
+        rest = bytes_after_first_payload(message.header.next_payload, plain)
+        expected = informational_hash(self.keys.prf, self.keys.skeyid_a, run.message_id,
+                                      run.ni_b + rest)
+        assert message.first(Hash).data == expected, "HASH(2) mismatch"
+        run.nr_b = message.first(Nonce).data
+        proposal = message.first(SecurityAssociation).proposals[0]
+        run.responder_spi = proposal.spi
+        transform = proposal.transforms[0]
+        key_length = transform.attribute(IpsecAttribute.KEY_LENGTH)
+        auth = transform.attribute(IpsecAttribute.AUTHENTICATION_ALGORITHM)
+        run.keying = EspKeying.from_attributes(
+            transform.transform_id, key_length_bits=key_length.as_int() if key_length else None,
+            auth_algorithm=auth.as_int() if auth else None)
+        pfs_secret = None
+        if run.dh is not None:
+            pfs_secret = run.dh.compute_shared(message.first(KeyExchange).key_data)
+        # from the initiator's view: inbound = its own SPI
+        run.keys = derive_esp_keys(self.keys.prf, self.keys.skeyid_d, run.keying,
+                                   inbound_spi=run.spi, outbound_spi=run.responder_spi,
+                                   ni_b=run.ni_b, nr_b=run.nr_b, pfs_shared_secret=pfs_secret)
+        run.reply = message
+        return message
+
+    def quick_mode_3(self, run: QuickModeRun) -> bytes:
+        digest = quick_mode_hash3(self.keys.prf, self.keys.skeyid_a, run.message_id, run.ni_b,
+                                  run.nr_b)
+        return self._encrypted(ExchangeType.QUICK_MODE, [Hash(digest)], run.message_id)
+
+    # ---------------------------------------------------------- Informational
+    def informational(self, payloads: list[Payload], message_id: int | None = None) -> bytes:
+        mid = message_id or int.from_bytes(self.rng(4), "big") | 1
+        _, chain = serialize_payloads(payloads)
+        digest = informational_hash(self.keys.prf, self.keys.skeyid_a, mid, chain)
+        return self._encrypted(ExchangeType.INFORMATIONAL, [Hash(digest), *payloads], mid)
+
+    def r_u_there(self, sequence: int) -> bytes:
+        return self.informational([Notification(NotifyType.R_U_THERE, spi=self.cky_i + self.cky_r,
+                                                data=sequence.to_bytes(4, "big"))])
+
+    def delete_phase1(self) -> bytes:
+        return self.informational([Delete(ProtocolId.ISAKMP, [self.cky_i + self.cky_r])])
+
+    def delete_esp(self, spis: list[bytes]) -> bytes:
+        return self.informational([Delete(ProtocolId.IPSEC_ESP, spis)])
+
+    def read_informational(self, data: bytes) -> Message:
+        message, plain = self.decrypt(data)
+        rest = bytes_after_first_payload(message.header.next_payload, plain)
+        expected = informational_hash(self.keys.prf, self.keys.skeyid_a,
+                                      message.header.message_id, rest)
+        assert message.first(Hash).data == expected, "informational HASH mismatch"
+        return message
+
+
+__all__ = ["TestInitiator", "QuickModeRun", "ike_transform", "esp_transform", "seeded_rng",
+           "PayloadType"]

@@ -1,0 +1,104 @@
+"""In-memory initiator/responder pair with a fake clock (aioquic style)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from responder.ikev1.engine import Datagram, Responder
+from responder.ikev1.events import Event
+from responder.ikev1.natt_framing import strip_non_esp_marker
+from responder.ikev1.policy import PresharedKey, ResponderPolicy
+
+from .ikev1_initiator import TestInitiator, seeded_rng
+
+PSK = b"s3cret-group-key"
+SERVER = ("198.18.0.1", 500)
+CLIENT = ("198.18.1.2", 500)
+
+
+@dataclass
+class Pair:
+    responder: Responder
+    initiator: TestInitiator
+    now: float = 1000.0
+    #: every datagram the responder produced (for the tshark check)
+    sent: list[Datagram] = field(default_factory=list)
+    received: list[Datagram] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def send(self, data: bytes, *, local=None, remote=None) -> list[bytes]:
+        """Initiator -> responder; returns the responder's replies (marker stripped)."""
+        local = local or self.initiator.remote
+        remote = remote or self.initiator.local
+        if local[1] != 500:
+            data = b"\x00\x00\x00\x00" + data
+        self.received.append(Datagram(data, remote, local))
+        self.responder.receive_datagram(data, local, remote, self.now)
+        return self.collect()
+
+    def collect(self) -> list[bytes]:
+        out = self.responder.datagrams_to_send()
+        self.sent.extend(out)
+        self.events.extend(self.responder.events())
+        return [strip_non_esp_marker(d.data) if d.local[1] != 500 else d.data for d in out]
+
+    def advance(self, seconds: float) -> list[bytes]:
+        """Move the fake clock, firing every timer on the way."""
+        target = self.now + seconds
+        replies: list[bytes] = []
+        while True:
+            timer = self.responder.get_timer()
+            if timer is None or timer > target:
+                break
+            self.now = max(self.now, timer)
+            self.responder.handle_timer(self.now)
+            replies += self.collect()
+        self.now = target
+        return replies
+
+    def of_type(self, cls):
+        return [e for e in self.events if isinstance(e, cls)]
+
+    # -------------------------------------------------------- scripted runs
+    def main_mode(self, *, float_to: int | None = 4500, initial_contact: bool = False) -> None:
+        i = self.initiator
+        [reply] = self.send(i.main_mode_1())
+        i.handle_main_mode_2(reply)
+        [reply] = self.send(i.main_mode_3())
+        i.handle_main_mode_4(reply)
+        if float_to:
+            self.float(float_to)
+        [reply] = self.send(i.main_mode_5(initial_contact=initial_contact))
+        i.handle_main_mode_6(reply)
+
+    def aggressive_mode(self, *, float_to: int | None = 4500, encrypted: bool = True,
+                        initial_contact: bool = False) -> None:
+        i = self.initiator
+        [reply] = self.send(i.aggressive_1())
+        i.handle_aggressive_2(reply)
+        if float_to:
+            self.float(float_to)
+        assert self.send(i.aggressive_3(encrypted=encrypted,
+                                        initial_contact=initial_contact)) == []
+
+    def float(self, port: int, client_port: int | None = None) -> None:
+        i = self.initiator
+        i.remote = (i.remote[0], port)
+        i.local = (i.local[0], client_port or port)
+
+    def quick_mode(self, **kwargs):
+        i = self.initiator
+        run, data = i.quick_mode_1(**kwargs)
+        [reply] = self.send(data)
+        i.handle_quick_mode_2(run, reply)
+        assert self.send(i.quick_mode_3(run)) == []
+        return run
+
+
+def make_pair(policy: ResponderPolicy | None = None, *, seed: int = 1,
+              initiator_kwargs: dict | None = None, responder_kwargs: dict | None = None) -> Pair:
+    policy = policy or ResponderPolicy(psks=(PresharedKey(PSK),))
+    responder = Responder(policy, rng=seeded_rng(seed), **(responder_kwargs or {}))
+    initiator = TestInitiator(PSK, seeded_rng(seed + 1000), local=CLIENT, remote=SERVER,
+                              **(initiator_kwargs or {}))
+    return Pair(responder, initiator)
