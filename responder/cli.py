@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from lab import cli as lab_cli
     lab_cli.register(sub)
+    from lab import demo as demo_cli
+    demo_cli.register(sub)
     return parser
 
 

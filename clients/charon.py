@@ -1,0 +1,221 @@
+"""strongSwan's charon as a lab daemon, and `swanctl` driven through pexpect.
+
+Used by the strongSwan client harness (one charon per client host) and by the
+reference gateway (one charon in the router). Each instance keeps everything in
+its work directory: strongswan.conf, swanctl.conf, the vici socket, the log,
+and a private /run, because charon's pid file path (/var/run/charon.pid) is
+compiled in and would clash between instances sharing a mount namespace.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import jinja2
+import pexpect
+
+from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost
+
+log = logging.getLogger(__name__)
+
+CHARON = "/usr/lib/ipsec/charon"
+SWANCTL = "swanctl"
+TEMPLATES = Path(__file__).parent / "templates"
+
+_jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                            undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                            autoescape=False)
+
+
+def render(template: str, target: Path, **values) -> Path:
+    """Renders one of the templates in clients/templates into target."""
+    target.write_text(_jinja.get_template(template).render(**values))
+    return target
+
+
+class SwanctlError(RuntimeError):
+    """swanctl failed, hung, or charon refused the command."""
+
+
+class Charon(Daemon):
+    """One charon with a private /run, its config and vici socket in workdir.
+
+    Subclasses render strongswan.conf and swanctl.conf in build_config().
+    """
+
+    name = "charon"
+    ready_timeout = 10.0
+    #: how long a single swanctl call may take (a hung vici socket must not hang us)
+    swanctl_timeout = 30.0
+
+    def __init__(self, node: ProcessHost, workdir: Path, tracker: PidTracker | None = None):
+        super().__init__(node, workdir, tracker)
+        self.workdir = Path(workdir).resolve()
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "strongswan.conf"
+
+    @property
+    def swanctl_conf_path(self) -> Path:
+        return self.workdir / "swanctl.conf"
+
+    @property
+    def vici_path(self) -> Path:
+        return self.workdir / "charon.vici"
+
+    @property
+    def uri(self) -> str:
+        return f"unix://{self.vici_path}"
+
+    @property
+    def private_run(self) -> Path:
+        return self.workdir / "run"
+
+    def check_config(self) -> None:
+        """charon has no dry run; check that both files parse as strongSwan settings."""
+        from clients.settings import SettingsError, parse_settings
+        for path in (self.conf_path, self.swanctl_conf_path):
+            try:
+                parse_settings(path.read_text())
+            except SettingsError as exc:
+                raise DaemonError(f"{path}: {exc}") from exc
+
+    def argv(self) -> list[str]:
+        self.private_run.mkdir(exist_ok=True)
+        for stale in (self.private_run / "charon.pid", self.vici_path):
+            stale.unlink(missing_ok=True)
+        # unshare + bind mount: the compiled-in pid file lands in workdir/run;
+        # both execs keep the PID, so the tracked PID is charon's own.
+        script = f"mount --bind {shlex.quote(str(self.private_run))} /run && exec {CHARON}"
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+
+    def env(self) -> dict[str, str]:
+        return {"STRONGSWAN_CONF": str(self.conf_path)}
+
+    def ready(self) -> bool:
+        return self.alive() and self.vici_path.exists()
+
+    def start(self) -> "Charon":
+        super().start()
+        self.load_all()
+        return self
+
+    # -- swanctl ------------------------------------------------------------
+    def swanctl_argv(self, command: str, *args: str) -> list[str]:
+        # swanctl wants the command first, then --uri
+        return [SWANCTL, command, "--uri", self.uri, *args]
+
+    def spawn_swanctl(self, command: str, *args: str, timeout: float | None = None) -> pexpect.spawn:
+        """Starts swanctl inside the node and returns the running pexpect child."""
+        argv = ["mnexec", "-a", str(self.node.pid), *self.swanctl_argv(command, *args)]
+        env = {**os.environ, "STRONGSWAN_CONF": str(self.conf_path)}
+        return pexpect.spawn(argv[0], argv[1:], env=env, encoding="utf-8",
+                             codec_errors="replace", timeout=timeout or self.swanctl_timeout)
+
+    def swanctl(self, command: str, *args: str, timeout: float | None = None,
+                check: bool = True) -> str:
+        """Runs swanctl to completion; returns its output. SwanctlError on failure."""
+        timeout = timeout or self.swanctl_timeout
+        child = self.spawn_swanctl(command, *args, timeout=timeout)
+        try:
+            child.expect(pexpect.EOF, timeout=timeout)
+        except pexpect.TIMEOUT as exc:
+            child.close(force=True)
+            raise SwanctlError(f"swanctl {command} on {self.node.name} hung for {timeout:.0f}s "
+                               f"(charon log {self.log_path})") from exc
+        output = child.before or ""
+        child.close()
+        if check and child.exitstatus != 0:
+            raise SwanctlError(f"swanctl {command} on {self.node.name} failed "
+                               f"(exit {child.exitstatus}):\n{output.strip()}")
+        return output
+
+    def load_all(self) -> None:
+        self.swanctl("--load-all", "--file", str(self.swanctl_conf_path))
+
+    def list_sas(self) -> list[dict]:
+        """The IKE SAs charon holds, parsed from `swanctl --list-sas --raw`."""
+        return parse_list_sas(self.swanctl("--list-sas", "--raw"))
+
+
+# -- parsing of swanctl --raw output --------------------------------------------
+# --raw prints each vici message on one line, e.g.
+#   list-sa event {gw {uniqueid=1 version=1 state=ESTABLISHED local-host=198.18.1.1
+#   remote-xauth-id=user001 remote-vips=[10.99.1.1] child-sas {gw-1 {... remote-ts=[10.50.0.0/24]}}}}
+_TOKEN = re.compile(r"\s*(?:(\})|(\])|([^\s=\{\}\[\]]+)\s*(=\s*)?(\{|\[)?)")
+
+
+def parse_vici_raw(text: str) -> dict:
+    """Parses one `swanctl --raw` message body into nested dicts/lists of strings."""
+    pos = 0
+
+    def parse_section(end: str):
+        nonlocal pos
+        out: dict = {}
+        while pos < len(text):
+            match = _TOKEN.match(text, pos)
+            if not match:
+                pos += 1
+                continue
+            pos = match.end()
+            close_section, close_list, word, equals, opener = match.groups()
+            if close_section or close_list:
+                return out
+            if opener == "{":
+                out[word] = parse_section("}")
+            elif opener == "[":
+                out[word] = parse_list()
+            elif equals:
+                value_match = re.compile(r"([^\s\}]*)").match(text, pos)
+                out[word] = value_match.group(1)
+                pos = value_match.end()
+        return out
+
+    def parse_list():
+        nonlocal pos
+        items = []
+        while pos < len(text):
+            match = re.compile(r"\s*(\]|[^\s\]]+)").match(text, pos)
+            if not match:
+                break
+            pos = match.end()
+            if match.group(1) == "]":
+                break
+            items.append(match.group(1))
+        return items
+
+    return parse_section("")
+
+
+def parse_list_sas(output: str) -> list[dict]:
+    """Every IKE SA from `swanctl --list-sas --raw`, each with its name in 'name'."""
+    sas = []
+    for line in output.splitlines():
+        if not line.startswith("list-sa event"):
+            continue
+        body = parse_vici_raw(line[len("list-sa event"):].strip().removeprefix("{"))
+        for name, sa in body.items():
+            if isinstance(sa, dict):
+                sas.append({"name": name, **sa})
+    return sas
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
+    """Polls predicate until true or timeout; returns the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def run_quiet(argv: list[str]) -> None:
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)

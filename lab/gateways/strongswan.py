@@ -1,0 +1,150 @@
+"""The reference gateway: strongSwan's charon as IKEv1 responder in the router node.
+
+It serves the same remote-access plan as dynipsec will (lab/gateways/plan.py), so
+that the lab, the clients and the benchmarks can be checked without dynipsec and
+results compared side by side. Decrypted subscriber traffic leaves charon's
+ipsec0 (kernel-libipsec) inside the router namespace; the lab's policy routing
+(`ip rule from <pool> lookup 100+k`) carries it to the subscriber's VR. Answers
+come back through the route charon installs per subscriber in table 220
+(`<vip> dev ipsec0 src <anchor>`). kernel-libipsec refuses to install that
+route (and then deletes the CHILD_SA) unless the router owns an address inside
+the local traffic selector, the VR's intranet, which lives in the VR namespace:
+so the gateway puts one "anchor" address per intranet (its last host, /32) on
+the router's loopback while it runs.
+
+Interface shared with the dynipsec gateway (see lab/gateways/__init__.py):
+start(), stop(), ready, subscribers() -> [Subscriber(user, address, group)].
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from pathlib import Path
+
+from clients.charon import Charon, SwanctlError, render
+from lab.daemon import PidTracker, ProcessHost
+from lab.gateways.base import Gateway, GatewayError, Subscriber
+from lab.gateways.plan import AccessPlan
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: local identity of the Main Mode connections (see swanctl-gateway.conf.j2)
+MAIN_MODE_ID = "keyid:gateway-main-mode"
+
+
+class GatewayCharon(Charon):
+    name = "charon-gateway"
+
+    def __init__(self, node: ProcessHost, workdir: Path, plan: AccessPlan,
+                 tracker: PidTracker | None = None, log_level: int = 1,
+                 dpd_delay: int = 10, dpd_timeout: int = 30):
+        super().__init__(node, workdir, tracker)
+        self.plan = plan
+        self.log_level = log_level
+        self.dpd_delay = dpd_delay
+        self.dpd_timeout = dpd_timeout
+
+    def build_config(self) -> None:
+        values = dict(node=self.node.name, workdir=self.workdir, plan=self.plan,
+                      users=sorted(self.plan.users.items()), main_mode_id=MAIN_MODE_ID,
+                      log_level=self.log_level, dpd_delay=self.dpd_delay,
+                      dpd_timeout=self.dpd_timeout)
+        render_gateway(self.conf_path, self.swanctl_conf_path, **values)
+        # the swanctl.conf holds group keys and user passwords
+        os.chmod(self.swanctl_conf_path, 0o600)
+
+
+def render_gateway(conf_path: Path, swanctl_path: Path, **values) -> None:
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    conf_path.write_text(env.get_template("strongswan-gateway.conf.j2").render(**values))
+    swanctl_path.write_text(env.get_template("swanctl-gateway.conf.j2").render(**values))
+
+
+class StrongSwanGateway(Gateway):
+    """strongSwan charon as the lab's IKEv1 remote-access gateway."""
+
+    kind = "strongswan"
+
+    def __init__(self, node: ProcessHost, workdir: Path, plan: AccessPlan,
+                 tracker: PidTracker | None = None, log_level: int = 1,
+                 dpd_delay: int = 10, dpd_timeout: int = 30):
+        super().__init__(node, workdir, plan, tracker)
+        self.charon = GatewayCharon(node, self.workdir, plan, tracker, log_level,
+                                    dpd_delay, dpd_timeout)
+        self._anchors_added: list[str] = []
+
+    @property
+    def log_path(self) -> Path:
+        return self.charon.log_path
+
+    @property
+    def ready(self) -> bool:
+        return self.charon.alive() and self.charon.vici_path.exists()
+
+    def start(self) -> "StrongSwanGateway":
+        try:
+            self._add_anchor_addresses()
+            self.charon.start()
+        except Exception as exc:
+            self.stop()
+            raise GatewayError(f"reference gateway on {self.node.name} did not start: {exc}") from exc
+        log.info("reference gateway (strongSwan) on %s serves %s for groups %s", self.node.name,
+                 self.plan.gateway, ", ".join(g.group for g in self.plan.groups))
+        return self
+
+    def anchor_addresses(self) -> list[str]:
+        """One router address per VR intranet, so kernel-libipsec can install routes."""
+        anchors = []
+        for group in self.plan.groups:
+            network = ipaddress.ip_network(group.intranet)
+            anchor = str(network[-2]) if network.num_addresses > 2 else str(network[0])
+            if anchor not in anchors:
+                anchors.append(anchor)
+        return anchors
+
+    def _add_anchor_addresses(self) -> None:
+        for anchor in self.anchor_addresses():
+            out = self.node.cmd(f"ip addr add {anchor}/32 dev lo 2>&1").strip()
+            if out and "File exists" not in out:
+                raise GatewayError(f"anchor address {anchor} on {self.node.name}: {out}")
+            if not out:
+                self._anchors_added.append(anchor)
+
+    def stop(self) -> None:
+        """Stops charon (its ipsec0 and routes go with it), removes the anchors."""
+        self.charon.stop()
+        for anchor in self._anchors_added:
+            self.node.cmd(f"ip addr del {anchor}/32 dev lo")
+        self._anchors_added = []
+
+    def subscribers(self) -> list[Subscriber]:
+        """Logged-in subscribers from `swanctl --list-sas` (established IKE SAs with a VIP)."""
+        try:
+            sas = self.charon.list_sas()
+        except SwanctlError as exc:
+            raise GatewayError(str(exc)) from exc
+        found = []
+        for sa in sas:
+            vips = sa.get("remote-vips") or []
+            if sa.get("state") != "ESTABLISHED" or not vips:
+                continue
+            group = sa["name"].rsplit("-", 1)[0]
+            found.append(Subscriber(user=sa.get("remote-xauth-id", ""), address=vips[0],
+                                    group=group))
+        return found
+
+    def terminate(self, user: str | None = None, address: str | None = None) -> int:
+        """Logs subscribers out from the gateway side (sends Delete); returns how many."""
+        count = 0
+        for sa in self.charon.list_sas():
+            if user and sa.get("remote-xauth-id") != user:
+                continue
+            if address and address not in (sa.get("remote-vips") or []):
+                continue
+            self.charon.swanctl("--terminate", "--ike-id", sa["uniqueid"], "--loglevel", "0")
+            count += 1
+        return count
