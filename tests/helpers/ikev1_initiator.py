@@ -117,6 +117,8 @@ class QuickModeRun:
 
 @dataclass
 class TestInitiator:
+    __test__ = False  # not a pytest class
+
     psk: bytes
     rng: object
     local: Address = ("198.18.1.2", 500)

@@ -31,12 +31,12 @@ from .common import (
     StateTable,
     accept,
     build_cleartext,
-    decrypt,
     protocol_error,
     raw_body,
     require_payloads,
 )
 from .phase1 import (
+    decrypt_final,
     check_identity_allowed,
     choose_transform,
     derive_keys,
@@ -112,7 +112,7 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
 
 def _on_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
     if message.encrypted:
-        decrypted, _ = decrypt(sa, message)
+        decrypted, _ = decrypt_final(sa, message)
     else:
         decrypted = message
     require_payloads(decrypted, "aggressive mode msg 3", exactly_one=(Hash,),

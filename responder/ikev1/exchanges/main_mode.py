@@ -29,12 +29,12 @@ from .common import (
     accept,
     build_cleartext,
     build_encrypted,
-    decrypt,
     protocol_error,
     raw_body,
     require_payloads,
 )
 from .phase1 import (
+    decrypt_final,
     check_identity_allowed,
     check_ke,
     choose_transform,
@@ -109,7 +109,7 @@ def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> 
 
 
 def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
-    decrypted, plaintext = decrypt(sa, message)
+    decrypted, plaintext = decrypt_final(sa, message)
     require_payloads(decrypted, "main mode msg 5", exactly_one=(Identification, Hash),
                      allowed=(Notification, VendorId))
     assert sa.keys is not None

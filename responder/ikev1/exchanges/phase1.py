@@ -31,7 +31,8 @@ from ..payloads import (
 from ..policy import Identity
 from ..proposals import choose_phase1
 from ..vendor_ids import CISCO_UNITY, DPD, XAUTH, natt_vendor_id, peer_features
-from .common import ExchangeContext, offered_proposals, protocol_error
+from ..errors import CodecError
+from .common import ExchangeContext, decrypt, offered_proposals, protocol_error
 
 __all__ = [
     "note_vendor_ids",
@@ -44,6 +45,7 @@ __all__ = [
     "our_identity_payload",
     "peer_identity",
     "establish",
+    "decrypt_final",
 ]
 
 
@@ -155,6 +157,18 @@ def check_identity_allowed(ctx: ExchangeContext, sa: IkeSa, identity: Identity) 
     if not ctx.policy.identity_allowed(sa.remote[0], identity):
         raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
                              f"IKE policy rule denies {identity} from {sa.remote[0]}")
+
+
+def decrypt_final(sa: IkeSa, message: Message) -> tuple[Message, bytes]:
+    """Decrypt MM msg 5 / AM msg 3. With a wrong pre-shared key the plaintext
+    is garbage and fails to parse: that is an authentication failure (RFC 2409
+    §5: the keys are derived from the PSK), not a malformed payload."""
+    try:
+        return decrypt(sa, message)
+    except CodecError as exc:
+        raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
+                             f"decrypted message does not parse (wrong pre-shared key?): "
+                             f"{exc.message}") from None
 
 
 def establish(ctx: ExchangeContext, sa: IkeSa, message: Message) -> None:
