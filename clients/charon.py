@@ -12,8 +12,6 @@ import logging
 import os
 import re
 import shlex
-import subprocess
-import time
 from pathlib import Path
 
 import jinja2
@@ -27,14 +25,14 @@ CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "swanctl"
 TEMPLATES = Path(__file__).parent / "templates"
 
-_jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                            undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                            autoescape=False)
 
 
-def render(template: str, target: Path, **values) -> Path:
-    """Renders one of the templates in clients/templates into target."""
-    target.write_text(_jinja.get_template(template).render(**values))
+def render(template: str, target: Path, templates: Path = TEMPLATES, **values) -> Path:
+    """Renders a jinja2 template (by default from clients/templates) into target."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    target.write_text(env.get_template(template).render(**values))
     return target
 
 
@@ -204,18 +202,3 @@ def parse_list_sas(output: str) -> list[dict]:
             if isinstance(sa, dict):
                 sas.append({"name": name, **sa})
     return sas
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:
-    """Polls predicate until true or timeout; returns the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-
-
-def run_quiet(argv: list[str]) -> None:
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)

@@ -51,17 +51,10 @@ class GatewayCharon(Charon):
                       users=sorted(self.plan.users.items()), main_mode_id=MAIN_MODE_ID,
                       log_level=self.log_level, dpd_delay=self.dpd_delay,
                       dpd_timeout=self.dpd_timeout)
-        render_gateway(self.conf_path, self.swanctl_conf_path, **values)
+        render("strongswan-gateway.conf.j2", self.conf_path, TEMPLATES, **values)
+        render("swanctl-gateway.conf.j2", self.swanctl_conf_path, TEMPLATES, **values)
         # the swanctl.conf holds group keys and user passwords
         os.chmod(self.swanctl_conf_path, 0o600)
-
-
-def render_gateway(conf_path: Path, swanctl_path: Path, **values) -> None:
-    import jinja2
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    conf_path.write_text(env.get_template("strongswan-gateway.conf.j2").render(**values))
-    swanctl_path.write_text(env.get_template("swanctl-gateway.conf.j2").render(**values))
 
 
 class StrongSwanGateway(Gateway):
