@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from lab.daemon import Daemon
 from lab.state import (LabState, ProcessRecord, clean_state, delete_netns_name, load_state,
-                       netns_name_inode, terminate_process)
+                       netns_name_inode, terminate_processes)
 from lab.topology import REPO_ROOT, Topology
 
 log = logging.getLogger(__name__)
@@ -249,15 +249,17 @@ class Lab:
         return self
 
     def stop(self) -> None:
-        """Daemons first (they keep namespaces alive), then netns names, then the network."""
+        """Processes first (they keep namespaces alive): others' tracked ones, then the lab's
+        own daemons with the packet capture last, so the pcap still sees their goodbyes;
+        then netns names, then the network."""
         if self.state is None:
             return
         started = time.monotonic()
         self.state.status = "stopping"
         self.state.save()
         try:
-            self._stop_daemons()
             self._stop_tracked_pids()
+            self._stop_daemons()
             self._detach_netns_names()
             self._stop_network()
         finally:
@@ -496,10 +498,12 @@ class Lab:
 
     def _stop_tracked_pids(self) -> None:
         """PIDs others tracked (client daemons, gateways) and did not stop themselves."""
-        for key, record in list(self.state.daemons.items()):
-            if terminate_process(record):
-                log.warning("stopped leftover process %d (%s)", record.pid, record.what)
-            self.state.daemons.pop(key, None)
+        own = {str(d.pid) for d in self.daemons if d.pid is not None}
+        others = [r for key, r in self.state.daemons.items() if key not in own]
+        for record in terminate_processes(others):
+            log.warning("stopped leftover process %d (%s)", record.pid, record.what)
+        for key in [key for key in self.state.daemons if key not in own]:
+            del self.state.daemons[key]
         self.state.save()
 
     # -- teardown --------------------------------------------------------------------------

@@ -81,6 +81,8 @@ class LabState:
     hosts: dict[str, ProcessRecord] = field(default_factory=dict)
     netns_names: dict[str, int | None] = field(default_factory=dict)  # name -> ns inode
     interfaces: list[str] = field(default_factory=list)
+    #: links made in the root namespace; none today (Mininet's fast links create each
+    #: veth pair inside the first node), kept so that a future bridge there is recorded
     root_links: list[str] = field(default_factory=list)
     daemons: dict[str, ProcessRecord] = field(default_factory=dict)  # str(pid) -> record
 
@@ -162,6 +164,31 @@ def terminate_process(record: ProcessRecord, timeout: float = 3.0) -> bool:
             pass
         _wait_gone(record, 2.0)
     return True
+
+
+def terminate_processes(records: list[ProcessRecord], timeout: float = 3.0) -> list[ProcessRecord]:
+    """terminate_process() for many at once: SIGTERM to all, one shared wait, then SIGKILL
+    to the rest. Returns the records that were signalled."""
+    signalled = []
+    for record in records:
+        if record.is_alive():
+            try:
+                os.kill(record.pid, signal.SIGTERM)
+                signalled.append(record)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    while any(r.is_alive() for r in signalled) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for record in signalled:
+        if record.is_alive():
+            try:
+                os.kill(record.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for record in signalled:
+        _wait_gone(record, 2.0)
+    return signalled
 
 
 def _wait_gone(record: ProcessRecord, timeout: float) -> None:
@@ -249,15 +276,12 @@ def clean_state(state: LabState, *, force: bool = False) -> list[str]:
     if force and state.owner_alive() and terminate_process(state.owner, timeout=10.0):
         removed.append(f"owner process {state.owner.pid} ({state.owner.what})")
     # Processes first: a live daemon keeps its namespace (and the veths in it) alive.
-    for record in state.daemons.values():
-        if terminate_process(record):
-            removed.append(f"process {record.pid} ({record.what})")
-    for name, record in state.hosts.items():
-        if terminate_process(record, timeout=1.0):
-            removed.append(f"host shell {record.pid} ({name})")
-    for record in processes_in_namespaces(state):
-        if terminate_process(record):
-            removed.append(f"process {record.pid} in a lab namespace ({record.what[:80]})")
+    for record in terminate_processes(list(state.daemons.values())):
+        removed.append(f"process {record.pid} ({record.what})")
+    for record in terminate_processes(list(state.hosts.values()), timeout=1.0):
+        removed.append(f"host shell {record.pid} ({record.what})")
+    for record in terminate_processes(processes_in_namespaces(state)):
+        removed.append(f"process {record.pid} in a lab namespace ({record.what[:80]})")
     for name, inode in state.netns_names.items():
         what = delete_netns_name(name, inode)
         if what:

@@ -7,6 +7,9 @@ with different prefixes can run side by side on one machine.
 Every mistake in a file is reported at once, one line each, with the path of the key:
 
     vrs[1].intranet.server: '10.50.0.300' is not a valid IPv4 address
+
+(Two rounds: all type/shape errors first; the consistency rules that relate several keys,
+e.g. "address inside its subnet", run once the shapes are right, again all at once.)
 """
 from __future__ import annotations
 

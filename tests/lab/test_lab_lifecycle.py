@@ -87,8 +87,12 @@ def test_build_and_teardown_of_default_topology_leaves_nothing(make_topology, ma
         build_seconds = time.monotonic() - started
         assert netns_names(prefix) == {f"{prefix}r", f"{prefix}aaa", f"{prefix}vr1", f"{prefix}vr2",
                                        f"{prefix}srv1", f"{prefix}srv2", f"{prefix}nat"}
+        # a process someone tracked but never stopped: stop() must end it, by PID
+        forgotten = lab.clients[0].host.popen(["sleep", "300"])
+        lab.track_pid(forgotten.pid, "forgotten sleep (test)")
         state = lab.state
         pids = {r.pid for r in state.hosts.values()} | {r.pid for r in state.daemons.values()}
+        assert forgotten.pid in pids
         inodes = state.namespace_inodes()
         assert len(pids) >= 50 + 4 + 7 + 2
         stop_started = time.monotonic()
