@@ -24,6 +24,8 @@ class Pair:
     #: every datagram the responder produced (for the tshark check)
     sent: list[Datagram] = field(default_factory=list)
     received: list[Datagram] = field(default_factory=list)
+    #: both directions in order, as on the wire (source = `local`)
+    wire: list[Datagram] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
 
     def send(self, data: bytes, *, local=None, remote=None) -> list[bytes]:
@@ -33,12 +35,14 @@ class Pair:
         if local[1] != 500:
             data = b"\x00\x00\x00\x00" + data
         self.received.append(Datagram(data, remote, local))
+        self.wire.append(Datagram(data, remote, local))
         self.responder.receive_datagram(data, local, remote, self.now)
         return self.collect()
 
     def collect(self) -> list[bytes]:
         out = self.responder.datagrams_to_send()
         self.sent.extend(out)
+        self.wire.extend(out)
         self.events.extend(self.responder.events())
         return [strip_non_esp_marker(d.data) if d.local[1] != 500 else d.data for d in out]
 
