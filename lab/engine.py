@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,8 @@ class Lab:
         self.state: LabState | None = None
         self.timings: dict[str, float] = {}
         self._default_routes: dict[str, str] = {}
+        # track_pid is called from the scenario's login threads
+        self._state_lock = threading.Lock()
 
     # -- contract accessors ----------------------------------------------------------
     @property
@@ -209,12 +212,16 @@ class Lab:
         record = ProcessRecord.of(pid, what)
         if record is None or self.state is None:
             return
-        self.state.daemons[str(pid)] = record
-        self.state.save()
+        with self._state_lock:
+            self.state.daemons[str(pid)] = record
+            self.state.save()
 
     def untrack_pid(self, pid: int) -> None:
-        if self.state is not None and self.state.daemons.pop(str(pid), None) is not None:
-            self.state.save()
+        if self.state is None:
+            return
+        with self._state_lock:
+            if self.state.daemons.pop(str(pid), None) is not None:
+                self.state.save()
 
     # -- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> "Lab":

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -94,7 +95,8 @@ class LabState:
         """Atomic write (rename), so a crash never leaves a half-written record."""
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        # unique per thread too: daemons are started from several threads at once
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
         tmp.write_text(json.dumps(asdict(self), indent=1))
         os.replace(tmp, path)
 
