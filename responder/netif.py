@@ -1,0 +1,329 @@
+"""Subscriber IP interfaces: one TUN device per subscriber inside its VR namespace.
+
+The kernels here have no ESP, VRF or xfrm interfaces, so a subscriber's "IP interface"
+is a TUN device that the responder owns (it holds the file descriptor and carries ESP
+in userspace) but that sits in the subscriber's virtual-router (VR) namespace, with a
+/32 access route to the subscriber's assigned address through it.
+
+How an interface is made (``InterfaceManager.create``)
+------------------------------------------------------
+1. ``/dev/net/tun`` is opened in the responder's own namespace (O_NONBLOCK for
+   asyncio, O_CLOEXEC), ``TUNSETIFF`` with ``IFF_TUN | IFF_NO_PI``: raw IPv4 packets,
+   no packet-info header. The device is *not* persistent, so its lifetime is the fd's.
+2. One RTM_NEWLINK moves it into the VR namespace (``IFLA_NET_NS_FD``), sets the MTU
+   and brings it up. The kernel handles the namespace change first in ``do_setlink``,
+   so MTU and IFF_UP apply in the VR. The fd keeps working after the move.
+3. Its index in the VR is read back with one RTM_GETLINK by name (the kernel keeps the
+   ifindex across namespaces only when it is free there) and kept in the manager's
+   index: nothing ever dumps all links.
+4. IPv6 is disabled on the device (``net.ipv6.conf.<dev>.disable_ipv6``, written in the
+   VR namespace by briefly switching this thread into it): a TUN otherwise gets a
+   link-local address and sends router solicitations into the VR.
+5. The access route ``<address>/32 dev <dev> scope link`` is added in the VR. No
+   address is needed on the device: a TUN is point-to-point without ARP, so a
+   link-scope route is enough for the VR to hand packets for the subscriber to the fd,
+   and packets written to the fd enter the VR from the subscriber (strict rp_filter
+   passes, the reverse route is the same device).
+
+Naming: ``<prefix><subscriber id>``, default prefix ``ips`` (``ips1042`` is subscriber
+1042), at most 15 characters (IFNAMSIZ - 1). Names must be unique among the workers
+sharing the router namespace (the device is born there), so a worker may choose its
+own prefix (``ips2-`` ...).
+
+Removal deletes the route and the link (RTM_DELROUTE, RTM_DELLINK in the VR) and closes
+the fd, exactly once; a second ``remove`` of the same interface is a no-op that
+returns False.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import fcntl
+import logging
+import os
+import socket
+import struct
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Callable, Iterable, Iterator
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+log = logging.getLogger(__name__)
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFNAMSIZ = 16
+CLONE_NEWNET = 0x40000000
+RT_SCOPE_LINK = 253
+RTPROT_STATIC = 4
+DEFAULT_NAME_PREFIX = "ips"
+NETNS_RUN_DIR = "/run/netns"
+
+
+class NetifError(Exception):
+    """An interface could not be created, or the request was invalid."""
+
+
+class InterfaceExistsError(NetifError):
+    pass
+
+
+def interface_name(subscriber_id: int, prefix: str = DEFAULT_NAME_PREFIX) -> str:
+    """The device name for a subscriber: ``<prefix><id>``, checked against IFNAMSIZ."""
+    name = f"{prefix}{subscriber_id}"
+    _check_name(name)
+    return name
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+        raise NetifError(f"invalid interface name {name!r} (1-15 characters, no '/' or spaces)")
+
+
+@dataclass(frozen=True)
+class InterfaceSpec:
+    """One interface to create (the batch API takes these)."""
+
+    vr: str
+    name: str
+    address: IPv4Address
+    mtu: int
+
+
+@dataclass(eq=False)
+class SubscriberInterface:
+    """A subscriber's TUN device: its fd (ours) and where it lives (the VR)."""
+
+    vr: str
+    name: str
+    ifindex: int  # in the VR namespace
+    address: IPv4Address
+    mtu: int
+    fd: int = field(repr=False)
+    removed: bool = False
+
+    def fileno(self) -> int:
+        """For ``loop.add_reader`` / ``select``: the non-blocking TUN fd."""
+        return self.fd
+
+
+class _NetnsSwitch:
+    """Moves the *calling thread* into another network namespace and back.
+
+    Only needed for sysctls: /proc/sys/net resolves to the namespace of the task that
+    opens the file, and there is no netlink message for ``disable_ipv6``.
+    """
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self._home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def _setns(self, fd: int) -> None:
+        if self._libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
+
+    @contextmanager
+    def entered(self, netns_fd: int) -> Iterator[None]:
+        self._setns(netns_fd)
+        try:
+            yield
+        finally:
+            self._setns(self._home_fd)
+
+    def close(self) -> None:
+        os.close(self._home_fd)
+
+
+@dataclass(eq=False)
+class _VirtualRouter:
+    """Handles to one VR namespace, opened once: its ns fd and a netlink socket in it."""
+
+    name: str
+    netns_fd: int
+    rtnl: IPRoute
+    interfaces: dict[str, SubscriberInterface] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.rtnl.close()
+        os.close(self.netns_fd)
+
+
+class InterfaceManager:
+    """Creates and removes subscriber interfaces for one responder worker.
+
+    One manager per worker; it keeps one netlink socket in its own namespace and one per
+    VR namespace it has used (``vr`` is an ``ip netns`` name, found in ``netns_dir``).
+    Synchronous: each create is a few netlink round trips (see bench/netif_bench.py).
+    """
+
+    def __init__(
+        self,
+        *,
+        netns_dir: str = NETNS_RUN_DIR,
+        rtnl_factory: Callable[..., IPRoute] = IPRoute,
+    ) -> None:
+        self._netns_dir = netns_dir
+        self._rtnl_factory = rtnl_factory
+        self._own_rtnl = rtnl_factory()
+        self._switch = _NetnsSwitch()
+        self._vrs: dict[str, _VirtualRouter] = {}
+
+    # -- context management -----------------------------------------------------------
+
+    def __enter__(self) -> "InterfaceManager":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self, *, remove_interfaces: bool = True) -> None:
+        """Release every handle; by default remove every interface still up first."""
+        if remove_interfaces:
+            self.remove_many(self.list())
+        for vr in self._vrs.values():
+            vr.close()
+        self._vrs.clear()
+        self._own_rtnl.close()
+        self._switch.close()
+
+    # -- queries ----------------------------------------------------------------------
+
+    def list(self, vr: str | None = None) -> list[SubscriberInterface]:
+        if vr is None:
+            routers = list(self._vrs.values())
+        else:
+            routers = [self._vrs[vr]] if vr in self._vrs else []
+        return [iface for router in routers for iface in router.interfaces.values()]
+
+    def get(self, vr: str, name: str) -> SubscriberInterface | None:
+        router = self._vrs.get(vr)
+        return router.interfaces.get(name) if router else None
+
+    def __len__(self) -> int:
+        return sum(len(router.interfaces) for router in self._vrs.values())
+
+    # -- create -----------------------------------------------------------------------
+
+    def create(self, vr: str, name: str, address: IPv4Address, mtu: int) -> SubscriberInterface:
+        """A TUN device ``name`` in VR ``vr``, up, with MTU and a /32 route to ``address``."""
+        return self.create_many([InterfaceSpec(vr, name, IPv4Address(address), mtu)])[0]
+
+    def create_many(self, specs: Iterable[InterfaceSpec]) -> list[SubscriberInterface]:
+        """Create several interfaces; on any failure those made by this call are removed."""
+        created: list[SubscriberInterface] = []
+        try:
+            for spec in specs:
+                created.append(self._create_one(spec))
+        except BaseException:
+            self.remove_many(created)
+            raise
+        return created
+
+    def _create_one(self, spec: InterfaceSpec) -> SubscriberInterface:
+        _check_name(spec.name)
+        if not 68 <= spec.mtu <= 65535:  # IPv4 minimum MTU (RFC 791), TUN maximum
+            raise NetifError(f"MTU {spec.mtu} out of range 68-65535")
+        router = self._router(spec.vr)
+        if spec.name in router.interfaces:
+            raise InterfaceExistsError(f"{spec.name} already exists in VR {spec.vr}")
+        fd = _open_tun(spec.name)
+        iface = SubscriberInterface(spec.vr, spec.name, 0, spec.address, spec.mtu, fd)
+        try:
+            iface.ifindex = self._move_into_vr(router, spec.name, spec.mtu)
+            self._disable_ipv6(router, spec.name)
+            router.rtnl.route("add", dst=f"{spec.address}/32", oif=iface.ifindex,
+                              scope=RT_SCOPE_LINK, proto=RTPROT_STATIC)
+        except BaseException:
+            # Closing the only fd unregisters the (non-persistent) device and its routes.
+            os.close(fd)
+            raise
+        router.interfaces[spec.name] = iface
+        log.debug("created %s (ifindex %d) in VR %s for %s", spec.name, iface.ifindex, spec.vr, spec.address)
+        return iface
+
+    def _router(self, vr: str) -> _VirtualRouter:
+        router = self._vrs.get(vr)
+        if router is None:
+            router = self._open_router(vr)
+            self._vrs[vr] = router
+        return router
+
+    def _open_router(self, vr: str) -> _VirtualRouter:
+        _check_name(vr)
+        path = os.path.join(self._netns_dir, vr)
+        try:
+            netns_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NetifError(f"VR namespace {vr!r} not found ({path})") from None
+        try:
+            rtnl = self._rtnl_factory(netns=path)
+        except BaseException:
+            os.close(netns_fd)
+            raise
+        return _VirtualRouter(vr, netns_fd, rtnl)
+
+    def _move_into_vr(self, router: _VirtualRouter, name: str, mtu: int) -> int:
+        own_index = socket.if_nametoindex(name)
+        self._own_rtnl.link("set", index=own_index, net_ns_fd=router.netns_fd, mtu=mtu, state="up")
+        # The index changes if it is taken in the VR: ask the VR (one lookup by name).
+        return router.rtnl.link("get", ifname=name)[0]["index"]
+
+    def _disable_ipv6(self, router: _VirtualRouter, name: str) -> None:
+        with self._switch.entered(router.netns_fd):
+            try:
+                with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as sysctl:
+                    sysctl.write("1")
+            except FileNotFoundError:
+                pass  # IPv6 not available in this namespace/kernel: nothing to disable
+
+    # -- remove -----------------------------------------------------------------------
+
+    def remove(self, iface: SubscriberInterface) -> bool:
+        """Delete route and link, close the fd. False if it was already removed."""
+        router = self._vrs.get(iface.vr)
+        if iface.removed or router is None or router.interfaces.get(iface.name) is not iface:
+            log.debug("%s in VR %s already removed", iface.name, iface.vr)
+            return False
+        try:
+            self._delete_route_and_link(router, iface)
+        finally:
+            # Whatever netlink said, the fd goes: that alone unregisters the device.
+            os.close(iface.fd)
+            iface.removed = True
+            del router.interfaces[iface.name]
+        log.debug("removed %s from VR %s", iface.name, iface.vr)
+        return True
+
+    def remove_many(self, ifaces: Iterable[SubscriberInterface]) -> int:
+        """Remove each interface; returns how many were removed by this call."""
+        return sum(self.remove(iface) for iface in list(ifaces))
+
+    def _delete_route_and_link(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
+        _ignore_gone(lambda: router.rtnl.route("del", dst=f"{iface.address}/32", oif=iface.ifindex,
+                                                scope=RT_SCOPE_LINK))
+        _ignore_gone(lambda: router.rtnl.link("del", index=iface.ifindex))
+
+
+def _ignore_gone(operation: Callable[[], object]) -> None:
+    """Run a netlink delete; 'no such route/device' means it is already gone."""
+    try:
+        operation()
+    except NetlinkError as exc:
+        if exc.code not in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
+            raise
+
+
+def _open_tun(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+    except OSError as exc:
+        os.close(fd)
+        raise NetifError(f"cannot create TUN {name}: {exc.strerror}") from exc
+    return fd
