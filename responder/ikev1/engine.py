@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 from .crypto.errors import CryptoError
@@ -29,7 +29,7 @@ from .enums import ExchangeType, NotifyType, ProtocolId, lookup
 from .errors import CodecError, ProtocolError, RemoteProtocolError
 from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
 from .exchanges import aggressive_mode, informational, main_mode, quick_mode
-from .exchanges.common import InvalidTransition, build_protected, decrypt, accept, verify_hash1
+from .exchanges.common import InvalidTransition, accept, build_protected, decrypt, verify_hash1
 from .exchanges.quick_mode import DefaultPhase2Provider, Phase2Provider
 from .ike_sa import IkeSa
 from .message import Message, parse_header

@@ -30,9 +30,7 @@ from .crypto.phase2 import EspTransform as EspKeying
 from .crypto.prf import hash_algorithm
 from .enums import (
     EncapsulationMode,
-    EspTransformId,
     IpsecAttribute,
-    IpsecAuthAlgorithm,
     IsakmpTransformId,
     LifeType,
     NotifyType,

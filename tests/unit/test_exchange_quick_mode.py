@@ -1,7 +1,5 @@
 """Quick Mode responder (RFC 2409 §5.5), static vs dynamic rules."""
 
-import pytest
-
 from responder.ikev1.enums import (
     AuthMethod,
     EncapsulationMode,
@@ -15,7 +13,6 @@ from responder.ikev1.exchanges.quick_mode import DefaultPhase2Provider
 from responder.ikev1.payloads import Identification, Notification
 from responder.ikev1.policy import (
     EspPolicy,
-    EspTransform,
     PresharedKey,
     ResponderPolicy,
     Selector,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Iterable, Mapping, Protocol, Sequence
 
 from ..buffer import Buffer
 from ..crypto.iv import MessageCipher
@@ -264,5 +264,3 @@ def verify_hash1(sa: IkeSa, message: Message, plaintext: bytes, prefix: bytes = 
                                   prefix + rest)
     verify_hash(expected, message.payloads[0].data)
 
-
-Handler = Callable[..., Any]

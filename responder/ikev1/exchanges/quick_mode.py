@@ -21,7 +21,8 @@ from typing import Callable, Protocol
 from ..crypto.dh import dh_group
 from ..crypto.errors import InvalidKeyInformation
 from ..crypto.phase2 import derive_esp_keys, quick_mode_hash3, verify_hash
-from ..enums import ExchangeType, IdType, IpsecAttribute, LifeType, NotifyType, ProtocolId
+from ..buffer import Buffer
+from ..enums import ExchangeType, IpsecAttribute, LifeType, NotifyType, ProtocolId
 from ..events import EspKeyMaterial, Phase2Established
 from ..ike_sa import ChildSa, IkeSa, QuickModeState
 from ..message import Message
@@ -38,7 +39,7 @@ from ..payloads import (
     SecurityAssociation,
 )
 from ..policy import EspPolicy, Selector, StaticTunnel
-from ..proposals import EspChoice, NoProposalChosen, choose_esp
+from ..proposals import EspChoice, choose_esp
 from .common import (
     ExchangeContext,
     StateTable,
@@ -224,8 +225,6 @@ def _responder_lifetime(choice: EspChoice) -> Notification:
 
 
 def _attribute_bytes(attribute: DataAttribute) -> bytes:
-    from ..buffer import Buffer
-
     buf = Buffer()
     attribute.push(buf)
     return buf.data
