@@ -122,14 +122,18 @@ class OutboundSA(_EspSA):
         self._refuse_if_expired(now)
         sequence = self._take_sequence()
         header = ESP_HEADER.pack(self.spi, sequence)
-        iv = self._next_iv(sequence)
         plaintext = self._pad(inner)
         if self._aead:
+            # RFC 4106 §3.1: the IV must never repeat under one key; the sequence number
+            # never repeats within an SA, so it is a valid counter-based IV.
+            iv = sequence.to_bytes(self._iv_size, "big")
             # RFC 4106 §5: AAD is SPI | sequence number (32-bit, no ESN); tag appended.
             packet = header + iv + self._cipher.encrypt(iv, plaintext, header)
         else:
+            # RFC 3602 §3: CBC needs an unpredictable IV per packet (see _CbcCipher).
+            iv_and_ciphertext = self._cipher.encrypt_with_fresh_iv(self._rng(self._iv_size), plaintext)
             # RFC 4303 §3.3.4: the ICV covers header, IV and ciphertext.
-            authenticated = header + iv + self._cipher.encrypt(iv, plaintext, b"")
+            authenticated = header + iv_and_ciphertext
             packet = authenticated + self._integrity.icv(authenticated)
         self.counters.count_packet(len(inner))
         return packet
@@ -141,14 +145,6 @@ class OutboundSA(_EspSA):
             raise EspDrop(DropReason.SEQUENCE_EXHAUSTED, f"SPI {self.spi:#010x}")
         self.next_sequence = sequence + 1
         return sequence
-
-    def _next_iv(self, sequence: int) -> bytes:
-        if self._aead:
-            # RFC 4106 §3.1: the IV must never repeat under one key; the sequence number
-            # never repeats within an SA, so it is a valid counter-based IV.
-            return sequence.to_bytes(self._iv_size, "big")
-        # RFC 3602 §3 / RFC 2451: CBC needs an unpredictable IV per packet.
-        return self._rng(self._iv_size)
 
     def _pad(self, inner: bytes) -> bytes:
         pad_length = -(len(inner) + _TRAILER_SIZE) % self._pad_alignment

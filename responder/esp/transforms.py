@@ -55,20 +55,49 @@ class KeyedCipher(Protocol):
 
 
 class _CbcCipher:
-    """CBC with no cipher-level padding: ESP pads itself (RFC 4303 §2.4)."""
+    """CBC with no cipher-level padding: ESP pads itself (RFC 4303 §2.4).
 
-    __slots__ = ("_algorithm",)
+    Creating a cryptography Cipher context costs more than encrypting 1400 bytes, so
+    each SA keeps one encryptor and one decryptor running for its whole life:
+
+    * encrypt: the stream is fed ``random block | plaintext``. The first output block,
+      E(random XOR previous ciphertext block), is unpredictable (the way NIST SP 800-38A
+      Appendix C makes CBC IVs) and is sent as the packet's IV; the rest is exactly the
+      CBC encryption of the plaintext under that IV (RFC 3602 §3).
+    * decrypt: the stream is fed ``IV | ciphertext``; the first output block is
+      discarded and the rest is the plaintext, whatever the previous packet was.
+
+    Inputs are whole blocks (the SA checks alignment first), so the contexts never hold
+    a partial block between packets. Not thread-safe: one SA, one event loop.
+    """
+
+    __slots__ = ("_algorithm", "_block_size", "_stream_encryptor", "_stream_decryptor")
 
     def __init__(self, algorithm: algorithms.AES | TripleDES) -> None:
         self._algorithm = algorithm
+        self._block_size = algorithm.block_size // 8
+        zero_iv = bytes(self._block_size)
+        self._stream_encryptor = Cipher(algorithm, modes.CBC(zero_iv)).encryptor()
+        self._stream_decryptor = Cipher(algorithm, modes.CBC(zero_iv)).decryptor()
 
     def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes) -> bytes:
+        """CBC under a given IV (known-answer tests); the SA uses encrypt_with_fresh_iv."""
         encryptor = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
         return encryptor.update(plaintext) + encryptor.finalize()
 
+    def encrypt_with_fresh_iv(self, random_block: bytes, plaintext: bytes) -> bytes:
+        """IV | ciphertext, the IV derived from ``random_block`` as explained above."""
+        self._require_whole_blocks(random_block, plaintext)
+        return self._stream_encryptor.update(random_block + plaintext)
+
     def decrypt(self, iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-        decryptor = Cipher(self._algorithm, modes.CBC(iv)).decryptor()
-        return decryptor.update(ciphertext) + decryptor.finalize()
+        self._require_whole_blocks(iv, ciphertext)
+        return self._stream_decryptor.update(iv + ciphertext)[self._block_size:]
+
+    def _require_whole_blocks(self, first_block: bytes, data: bytes) -> None:
+        # A partial block would stay buffered in the stream and corrupt the next packet.
+        if len(first_block) != self._block_size or len(data) % self._block_size:
+            raise ValueError("CBC input must be one IV block and whole blocks")
 
 
 class _GcmCipher:

@@ -2,6 +2,7 @@
 import struct
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from responder.esp import (TRANSFORMS, DropReason, EspDrop, EspSAParams, InboundSA, LifetimeState,
                            OutboundSA, check_inner_source)
@@ -208,8 +209,14 @@ def test_gcm_iv_is_the_sequence_counter_and_cbc_iv_comes_from_rng():
     outbound, _ = sa_pair(GCM)
     outbound.encapsulate(icmp_echo())
     assert outbound.encapsulate(icmp_echo())[8:16] == (2).to_bytes(8, "big")
+    # CBC: IV = E_K(random block XOR previous ciphertext block), the first one after a zero block.
     cbc = OutboundSA(params_for(CBC), rng=lambda n: b"\xaa" * n)
-    assert cbc.encapsulate(icmp_echo())[8:24] == b"\xaa" * 16
+    first, second = cbc.encapsulate(icmp_echo())[8:24], cbc.encapsulate(icmp_echo())[8:24]
+    ecb = Cipher(algorithms.AES(params_for(CBC).enc_key), modes.ECB()).encryptor()
+    assert first == ecb.update(b"\xaa" * 16)
+    assert second != first  # same random block, different IV: chained through the stream
+    again = OutboundSA(params_for(CBC), rng=lambda n: b"\xaa" * n)
+    assert again.encapsulate(icmp_echo())[8:24] == first  # the injected rng decides
 
 
 def test_params_refuse_reserved_spi_and_mismatched_keys():
