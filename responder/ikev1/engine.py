@@ -152,7 +152,9 @@ class Responder:
         self._by_id: dict[str, IkeSa] = {}
         #: msg 1 retransmissions arrive with a zero responder cookie
         self._by_initiator: dict[tuple[bytes, Address], IkeSa] = {}
+        self._initiator_key: dict[str, tuple[bytes, Address]] = {}
         self._inbound_spis: set[bytes] = set()
+        self._responder_cookies: set[bytes] = set()
         self._handlers: dict[int, TransactionHandler] = {}
         self._retransmits: dict[tuple[str, int], _Retransmit] = {}
         self._out: list[Datagram] = []
@@ -322,6 +324,7 @@ class Responder:
         self._by_cookies[(sa.cky_i, cky_r)] = sa
         self._by_id[sa_id] = sa
         self._by_initiator[(sa.cky_i, remote)] = sa
+        self._initiator_key[sa_id] = (sa.cky_i, remote)
         self.stats["phase1_started"] += 1
         log.info("[%s] new %s mode phase 1 from %s:%d to %s:%d", sa_id, exchange, *remote, *local)
         return sa
@@ -329,7 +332,8 @@ class Responder:
     def _new_cookie(self) -> bytes:
         while True:
             cookie = self._rng(8)
-            if cookie != bytes(8) and not any(k[1] == cookie for k in self._by_cookies):
+            if cookie != bytes(8) and cookie not in self._responder_cookies:
+                self._responder_cookies.add(cookie)
                 return cookie
 
     def new_spi(self) -> bytes:
@@ -374,12 +378,15 @@ class Responder:
 
     def _after_phase1_step(self, ctx: SaContext, sa: IkeSa) -> None:
         if sa.established:
-            self._by_initiator.pop((sa.cky_i, sa.remote), None)
-            for key in [k for k, v in self._by_initiator.items() if v is sa]:
-                del self._by_initiator[key]
+            self._forget_initiator_key(sa)
             handler = self._handlers.get(ExchangeType.TRANSACTION)
             if handler is not None and sa.dynamic:
                 handler.phase1_established(ctx, sa)
+
+    def _forget_initiator_key(self, sa: IkeSa) -> None:
+        key = self._initiator_key.pop(sa.sa_id, None)
+        if key is not None:
+            self._by_initiator.pop(key, None)
 
     def _quick_mode(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
                     remote: Address) -> list[bytes]:
@@ -533,8 +540,8 @@ class Responder:
             self._remove_child(sa, child_id, "phase1-deleted")
         del self._by_id[sa.sa_id]
         self._by_cookies.pop((sa.cky_i, sa.cky_r), None)
-        for key in [k for k, v in self._by_initiator.items() if v is sa]:
-            del self._by_initiator[key]
+        self._responder_cookies.discard(sa.cky_r)
+        self._forget_initiator_key(sa)
         for key in [k for k in self._retransmits if k[0] == sa.sa_id]:
             del self._retransmits[key]
         log.info("[%s] phase 1 removed: %s", sa.sa_id, reason)

@@ -89,7 +89,7 @@ class Identity:
         if id_type == IdType.IPV6_ADDR and len(data) == 16:
             return cls(IdType.IPV6_ADDR, str(ipaddress.IPv6Address(data)))
         if id_type in (IdType.FQDN, IdType.USER_FQDN, IdType.KEY_ID):
-            return cls(int(id_type), data.decode("utf-8", "replace"))
+            return cls(IdType(id_type), data.decode("utf-8", "replace"))
         return cls(int(id_type), data.hex())
 
     def to_payload_data(self) -> bytes:

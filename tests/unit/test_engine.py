@@ -252,3 +252,24 @@ def test_builtin_exchange_cannot_be_replaced():
     pair = make_pair()
     with pytest.raises(ValueError):
         pair.responder.register_exchange(ExchangeType.QUICK_MODE, FakeTransaction())
+
+
+def test_own_request_retransmitted_with_backoff_then_sa_deleted():
+    from responder.ikev1.payloads import AttributePayload
+    from responder.ikev1.policy import DpdPolicy, RetransmitPolicy
+
+    policy = ResponderPolicy(psks=(PresharedKey(PSK),), dpd=DpdPolicy(enabled=False),
+                             retransmit=RetransmitPolicy(timeout=2, backoff=2, tries=3))
+    handler = FakeTransaction()
+    pair = make_pair(policy)
+    pair.responder.register_exchange(ExchangeType.TRANSACTION, handler)
+    pair.main_mode()
+    handler.ctx.send_protected(handler.sa, ExchangeType.TRANSACTION, 0x99,
+                               [AttributePayload(cfg_type=1)], retransmit=True)
+    [first] = pair.collect()
+    start = pair.now
+    pair.advance(100)
+    sent_again = [d for d in pair.sent if d.data[4:] == first or d.data == first]
+    assert len(sent_again) == 4  # original + 3 retransmissions (tries=3)
+    assert pair.of_type(Phase1Deleted)[0].reason == "retransmit-timeout"
+    assert pair.now - start == 100
