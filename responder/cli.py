@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab_cli.register(sub)
     from lab import demo as demo_cli
     demo_cli.register(sub)
+    from responder import cli_responder
+    cli_responder.register(sub)
     return parser
 
 

@@ -1,0 +1,188 @@
+"""Proposal strings as operators write them (strongSwan style) -> algorithm numbers.
+
+Phase 1: ``aes256-sha1-modp1024`` is one encryption, one hash and one DH group; like
+strongSwan, several of a kind may be listed (``aes256-aes128-sha256-sha1-modp2048``) and
+the proposal stands for every combination. Phase 2: ``aes256-sha1``, ``3des-md5``,
+``aes128gcm16`` (combined mode: no integrity token).
+
+Only what the crypto layer implements is "known": the tables below name exactly the
+entries of ``responder.ikev1.crypto`` (IKE) and ``responder.esp.transforms`` (ESP), so a
+configuration that passes ``check`` never proposes something the engine cannot do.
+Errors are plain ``ValueError`` with a message that lists the known tokens; the schema
+turns them into one line with the key path.
+"""
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass
+
+from responder.ikev1.enums import (AuthMethod, EncryptionAlgorithm, EspTransformId,
+                                   GroupDescription, HashAlgorithm, IpsecAuthAlgorithm)
+
+# -- phase 1 tokens -----------------------------------------------------------------------
+#: token -> (IKE encryption algorithm, key length in bits or None)
+IKE_ENCRYPTION: dict[str, tuple[int, int | None]] = {
+    "aes128": (EncryptionAlgorithm.AES_CBC, 128),
+    "aes192": (EncryptionAlgorithm.AES_CBC, 192),
+    "aes256": (EncryptionAlgorithm.AES_CBC, 256),
+    "aes": (EncryptionAlgorithm.AES_CBC, 128),  # strongSwan: "aes" is AES-128
+    "3des": (EncryptionAlgorithm.TRIPLE_DES_CBC, None),
+}
+IKE_HASH: dict[str, int] = {
+    "md5": HashAlgorithm.MD5,
+    "sha1": HashAlgorithm.SHA,
+    "sha": HashAlgorithm.SHA,
+    "sha256": HashAlgorithm.SHA2_256,
+    "sha384": HashAlgorithm.SHA2_384,
+    "sha512": HashAlgorithm.SHA2_512,
+}
+DH_GROUP: dict[str, int] = {
+    "modp768": GroupDescription.MODP_768,
+    "modp1024": GroupDescription.MODP_1024,
+    "modp1536": GroupDescription.MODP_1536,
+    "modp2048": GroupDescription.MODP_2048,
+    "modp3072": GroupDescription.MODP_3072,
+    "modp4096": GroupDescription.MODP_4096,
+    "ecp256": GroupDescription.ECP_256,
+    "ecp384": GroupDescription.ECP_384,
+}
+#: Xauth PSK is what dynamic subscribers use; plain PSK serves static tunnels.
+AUTH_METHODS: dict[str, int] = {
+    "psk": AuthMethod.PRE_SHARED_KEY,
+    "xauth-psk": AuthMethod.XAUTH_INIT_PSK,
+}
+
+# -- phase 2 tokens -----------------------------------------------------------------------
+#: token -> (ESP transform id, key length or None, combined mode?)
+ESP_CIPHER: dict[str, tuple[int, int | None, bool]] = {
+    "aes128": (EspTransformId.AES_CBC, 128, False),
+    "aes192": (EspTransformId.AES_CBC, 192, False),
+    "aes256": (EspTransformId.AES_CBC, 256, False),
+    "aes": (EspTransformId.AES_CBC, 128, False),
+    "3des": (EspTransformId.TRIPLE_DES, None, False),
+    "aes128gcm16": (EspTransformId.AES_GCM_16, 128, True),
+    "aes192gcm16": (EspTransformId.AES_GCM_16, 192, True),
+    "aes256gcm16": (EspTransformId.AES_GCM_16, 256, True),
+}
+ESP_INTEGRITY: dict[str, int] = {
+    "md5": IpsecAuthAlgorithm.HMAC_MD5,
+    "sha1": IpsecAuthAlgorithm.HMAC_SHA,
+    "sha": IpsecAuthAlgorithm.HMAC_SHA,
+    "sha256": IpsecAuthAlgorithm.HMAC_SHA2_256,
+}
+
+#: Weak but sometimes needed for old clients: allowed, warned about.
+WEAK_TOKENS = frozenset({"modp768", "md5"})
+
+
+@dataclass(frozen=True)
+class IkeProposal:
+    """One phase 1 combination: what a transform payload would carry."""
+
+    encryption: int
+    key_length: int | None
+    hash: int
+    group: int
+
+
+@dataclass(frozen=True)
+class EspProposal:
+    """One phase 2 transform; ``integrity`` is None for combined-mode ciphers."""
+
+    cipher: int
+    key_length: int | None
+    integrity: int | None
+
+
+def suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean 'x'?)' or '' -- cheap typo help for unknown names."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _tokens(text: str) -> list[str]:
+    tokens = [t.strip().lower() for t in text.split("-")]
+    if not text.strip() or any(not t for t in tokens):
+        raise ValueError(f"{text!r} is not a proposal (expected tokens joined by '-')")
+    return tokens
+
+
+def known_ike_tokens() -> str:
+    return (f"encryption: {', '.join(IKE_ENCRYPTION)}; hash: {', '.join(IKE_HASH)}; "
+            f"group: {', '.join(DH_GROUP)}")
+
+
+def parse_ike_proposal(text: str) -> list[IkeProposal]:
+    """``aes256-sha1-modp1024`` -> every (encryption, hash, group) it stands for."""
+    encryptions, hashes, groups = [], [], []
+    for token in _tokens(text):
+        if token in IKE_ENCRYPTION:
+            encryptions.append(IKE_ENCRYPTION[token])
+        elif token in IKE_HASH:
+            hashes.append(IKE_HASH[token])
+        elif token in DH_GROUP:
+            groups.append(DH_GROUP[token])
+        else:
+            everything = [*IKE_ENCRYPTION, *IKE_HASH, *DH_GROUP]
+            raise ValueError(f"unknown token {token!r} in IKE proposal {text!r}"
+                             f"{suggest(token, everything)} (known {known_ike_tokens()})")
+    missing = [kind for kind, found in (("encryption", encryptions), ("hash", hashes),
+                                         ("DH group", groups)) if not found]
+    if missing:
+        raise ValueError(f"IKE proposal {text!r} names no {' and no '.join(missing)} "
+                         f"(known {known_ike_tokens()})")
+    return [IkeProposal(enc, keylen, hash_, group)
+            for (enc, keylen), hash_, group in itertools.product(encryptions, hashes, groups)]
+
+
+def known_esp_transforms() -> list[str]:
+    """Every spelling-canonical ESP transform string, for error messages."""
+    names = [f"{c}-{i}" for c in ("aes128", "aes192", "aes256", "3des")
+             for i in ("sha1", "sha256", "md5")]
+    return names + ["aes128gcm16", "aes192gcm16", "aes256gcm16"]
+
+
+def _unknown_esp(text: str) -> ValueError:
+    known = known_esp_transforms()
+    return ValueError(f"unknown ESP transform {text!r}{suggest(text.lower(), known)} "
+                      f"(known: {', '.join(known)})")
+
+
+def parse_esp_transform(text: str) -> EspProposal:
+    """``aes256-sha1`` / ``3des-md5`` / ``aes128gcm16`` -> one ESP transform."""
+    tokens = [t.strip().lower() for t in text.split("-")]
+    if not 1 <= len(tokens) <= 2 or tokens[0] not in ESP_CIPHER:
+        raise _unknown_esp(text)
+    cipher, key_length, combined = ESP_CIPHER[tokens[0]]
+    if combined:
+        if len(tokens) != 1:
+            raise ValueError(f"ESP transform {text!r}: {tokens[0]} is combined mode (AEAD) "
+                             "and takes no integrity algorithm")
+        return EspProposal(cipher, key_length, None)
+    if len(tokens) != 2 or tokens[1] not in ESP_INTEGRITY:
+        raise _unknown_esp(text)
+    return EspProposal(cipher, key_length, ESP_INTEGRITY[tokens[1]])
+
+
+def parse_dh_group(text: str) -> int | None:
+    """PFS group: ``none`` or a group name (``modp1024``)."""
+    token = text.strip().lower()
+    if token in ("none", "no", "off"):
+        return None
+    if token not in DH_GROUP:
+        raise ValueError(f"unknown DH group {text!r}{suggest(token, list(DH_GROUP))} "
+                         f"(known: none, {', '.join(DH_GROUP)})")
+    return DH_GROUP[token]
+
+
+def parse_auth_method(text: str) -> int:
+    token = text.strip().lower()
+    if token not in AUTH_METHODS:
+        raise ValueError(f"unknown authentication method {text!r}"
+                         f"{suggest(token, list(AUTH_METHODS))} (known: {', '.join(AUTH_METHODS)})")
+    return AUTH_METHODS[token]
+
+
+def weak_tokens(text: str) -> list[str]:
+    return [t for t in text.lower().split("-") if t in WEAK_TOKENS]
