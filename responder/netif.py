@@ -7,18 +7,27 @@ in userspace) but that sits in the subscriber's virtual-router (VR) namespace, w
 
 How an interface is made (``InterfaceManager.create``)
 ------------------------------------------------------
-1. ``/dev/net/tun`` is opened in the responder's own namespace (O_NONBLOCK for
-   asyncio, O_CLOEXEC), ``TUNSETIFF`` with ``IFF_TUN | IFF_NO_PI``: raw IPv4 packets,
-   no packet-info header. The device is *not* persistent, so its lifetime is the fd's.
-2. One RTM_NEWLINK moves it into the VR namespace (``IFLA_NET_NS_FD``), sets the MTU
-   and brings it up. The kernel handles the namespace change first in ``do_setlink``,
-   so MTU and IFF_UP apply in the VR. The fd keeps working after the move.
-3. Its index in the VR is read back with one RTM_GETLINK by name (the kernel keeps the
-   ifindex across namespaces only when it is free there) and kept in the manager's
-   index: nothing ever dumps all links.
-4. IPv6 is disabled on the device (``net.ipv6.conf.<dev>.disable_ipv6``, written in the
-   VR namespace by briefly switching this thread into it): a TUN otherwise gets a
-   link-local address and sends router solicitations into the VR.
+1. The TUN device is created: ``/dev/net/tun`` opened (O_NONBLOCK for asyncio,
+   O_CLOEXEC), ``TUNSETIFF`` with ``IFF_TUN | IFF_NO_PI`` (raw IPv4, no packet-info
+   header), not persistent, so the device lives exactly as long as our fd. Where:
+
+   * ``placement="in_vr"`` (default): the calling thread switches into the VR
+     namespace (setns) for the open, so the device is born there. A TUN device belongs
+     to the namespace its fd was opened in; the fd works from any namespace after.
+   * ``placement="move"``: opened in the responder's own namespace, then moved with
+     one RTM_NEWLINK (``IFLA_NET_NS_FD``; the kernel changes the namespace first in
+     ``do_setlink``, so MTU and IFF_UP of the same message apply in the VR). Measured
+     on these machines a move costs ~17-20 ms (RCU synchronisation in
+     ``dev_change_net_namespace``) against ~0.2 ms for the open inside the VR, hence
+     the default (bench/netif_bench.py has both).
+2. IPv6 is disabled on the device before it goes up (``net.ipv6.conf.<dev>.
+   disable_ipv6``, written while in the VR): a TUN otherwise gets a link-local address
+   and sends router solicitations into the VR. With ``placement="move"`` it is written
+   after the move (per-device IPv6 settings are recreated in the new namespace).
+3. Its ifindex in the VR is read once (``if_nametoindex`` while in the VR, or one
+   RTM_GETLINK by name after a move) and kept in the manager's index: nothing ever
+   dumps all links.
+4. One RTM_NEWLINK sets MTU, IFF_UP and the manager's link group (see removal).
 5. The access route ``<address>/32 dev <dev> scope link`` is added in the VR. No
    address is needed on the device: a TUN is point-to-point without ARP, so a
    link-scope route is enough for the VR to hand packets for the subscriber to the fd,
@@ -26,13 +35,19 @@ How an interface is made (``InterfaceManager.create``)
    passes, the reverse route is the same device).
 
 Naming: ``<prefix><subscriber id>``, default prefix ``ips`` (``ips1042`` is subscriber
-1042), at most 15 characters (IFNAMSIZ - 1). Names must be unique among the workers
-sharing the router namespace (the device is born there), so a worker may choose its
-own prefix (``ips2-`` ...).
+1042), at most 15 characters (IFNAMSIZ - 1). Names must be unique per VR, and with
+``placement="move"`` also among the workers sharing the router namespace (the device
+is born there), so a worker may choose its own prefix (``ips2-`` ...).
 
-Removal deletes the route and the link (RTM_DELROUTE, RTM_DELLINK in the VR) and closes
-the fd, exactly once; a second ``remove`` of the same interface is a no-op that
-returns False.
+Removal
+-------
+``remove`` deletes the route (RTM_DELROUTE) and the link (RTM_DELLINK) in the VR and
+closes the fd, exactly once; a second ``remove`` of the same interface is a no-op that
+returns False. Unregistering one net device waits for an RCU grace period (~17 ms
+here), so ``remove_many`` puts the doomed devices in one link group and deletes the
+group with a single RTM_DELLINK (``unregister_netdevice_many``: one grace period for
+all); the kernel drops their routes with them. Every device this manager makes
+carries its own random link group, so a group delete never touches other devices.
 """
 from __future__ import annotations
 
@@ -115,8 +130,9 @@ class SubscriberInterface:
 class _NetnsSwitch:
     """Moves the *calling thread* into another network namespace and back.
 
-    Only needed for sysctls: /proc/sys/net resolves to the namespace of the task that
-    opens the file, and there is no netlink message for ``disable_ipv6``.
+    Used to open TUN devices inside a VR and for sysctls (/proc/sys/net resolves to the
+    namespace of the task that opens the file; there is no netlink message for
+    ``disable_ipv6``). Only this thread moves, and always back before returning.
     """
 
     def __init__(self) -> None:
@@ -154,23 +170,33 @@ class _VirtualRouter:
         os.close(self.netns_fd)
 
 
+PLACEMENTS = ("in_vr", "move")
+
+
 class InterfaceManager:
     """Creates and removes subscriber interfaces for one responder worker.
 
     One manager per worker; it keeps one netlink socket in its own namespace and one per
     VR namespace it has used (``vr`` is an ``ip netns`` name, found in ``netns_dir``).
-    Synchronous: each create is a few netlink round trips (see bench/netif_bench.py).
+    Synchronous: a create is two or three netlink round trips (see bench/netif_bench.py).
     """
 
     def __init__(
         self,
         *,
+        placement: str = "in_vr",
         netns_dir: str = NETNS_RUN_DIR,
         rtnl_factory: Callable[..., IPRoute] = IPRoute,
+        link_group: int | None = None,
     ) -> None:
+        if placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
+        self.placement = placement
         self._netns_dir = netns_dir
         self._rtnl_factory = rtnl_factory
-        self._own_rtnl = rtnl_factory()
+        # Group 0 is every device's default; ours is random so group deletes stay ours.
+        self.link_group = link_group if link_group is not None else _random_link_group()
+        self._own_rtnl = rtnl_factory() if placement == "move" else None
         self._switch = _NetnsSwitch()
         self._vrs: dict[str, _VirtualRouter] = {}
 
@@ -183,13 +209,14 @@ class InterfaceManager:
         self.close()
 
     def close(self, *, remove_interfaces: bool = True) -> None:
-        """Release every handle; by default remove every interface still up first."""
+        """Release every handle; by default remove every interface still there first."""
         if remove_interfaces:
             self.remove_many(self.list())
         for vr in self._vrs.values():
             vr.close()
         self._vrs.clear()
-        self._own_rtnl.close()
+        if self._own_rtnl is not None:
+            self._own_rtnl.close()
         self._switch.close()
 
     # -- queries ----------------------------------------------------------------------
@@ -226,26 +253,62 @@ class InterfaceManager:
         return created
 
     def _create_one(self, spec: InterfaceSpec) -> SubscriberInterface:
-        _check_name(spec.name)
-        if not 68 <= spec.mtu <= 65535:  # IPv4 minimum MTU (RFC 791), TUN maximum
-            raise NetifError(f"MTU {spec.mtu} out of range 68-65535")
+        self._validate(spec)
         router = self._router(spec.vr)
         if spec.name in router.interfaces:
             raise InterfaceExistsError(f"{spec.name} already exists in VR {spec.vr}")
-        fd = _open_tun(spec.name)
-        iface = SubscriberInterface(spec.vr, spec.name, 0, spec.address, spec.mtu, fd)
+        if self.placement == "in_vr":
+            fd, ifindex = self._open_tun_in_vr(router, spec.name)
+        else:
+            fd, ifindex = self._open_tun_and_move(router, spec.name)
+        iface = SubscriberInterface(spec.vr, spec.name, ifindex, spec.address, spec.mtu, fd)
         try:
-            iface.ifindex = self._move_into_vr(router, spec.name, spec.mtu)
-            self._disable_ipv6(router, spec.name)
-            router.rtnl.route("add", dst=f"{spec.address}/32", oif=iface.ifindex,
-                              scope=RT_SCOPE_LINK, proto=RTPROT_STATIC)
+            self._bring_up(router, iface)
+            self._add_access_route(router, iface)
         except BaseException:
             # Closing the only fd unregisters the (non-persistent) device and its routes.
             os.close(fd)
             raise
         router.interfaces[spec.name] = iface
-        log.debug("created %s (ifindex %d) in VR %s for %s", spec.name, iface.ifindex, spec.vr, spec.address)
+        log.debug("created %s (ifindex %d) in VR %s for %s", spec.name, ifindex, spec.vr, spec.address)
         return iface
+
+    @staticmethod
+    def _validate(spec: InterfaceSpec) -> None:
+        _check_name(spec.name)
+        if not 68 <= spec.mtu <= 65535:  # IPv4 minimum MTU (RFC 791), TUN maximum
+            raise NetifError(f"MTU {spec.mtu} out of range 68-65535")
+
+    def _open_tun_in_vr(self, router: _VirtualRouter, name: str) -> tuple[int, int]:
+        with self._switch.entered(router.netns_fd):
+            fd = open_tun(name)
+            try:
+                ifindex = socket.if_nametoindex(name)
+                _write_disable_ipv6(name)
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd, ifindex
+
+    def _open_tun_and_move(self, router: _VirtualRouter, name: str) -> tuple[int, int]:
+        fd = open_tun(name)
+        try:
+            self._own_rtnl.link("set", index=socket.if_nametoindex(name), net_ns_fd=router.netns_fd)
+            # The index changes if it is taken in the VR: ask the VR (one lookup by name).
+            ifindex = router.rtnl.link("get", ifname=name)[0]["index"]
+            with self._switch.entered(router.netns_fd):
+                _write_disable_ipv6(name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, ifindex
+
+    def _bring_up(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
+        router.rtnl.link("set", index=iface.ifindex, mtu=iface.mtu, group=self.link_group, state="up")
+
+    def _add_access_route(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
+        router.rtnl.route("add", dst=f"{iface.address}/32", oif=iface.ifindex,
+                          scope=RT_SCOPE_LINK, proto=RTPROT_STATIC)
 
     def _router(self, vr: str) -> _VirtualRouter:
         router = self._vrs.get(vr)
@@ -268,46 +331,74 @@ class InterfaceManager:
             raise
         return _VirtualRouter(vr, netns_fd, rtnl)
 
-    def _move_into_vr(self, router: _VirtualRouter, name: str, mtu: int) -> int:
-        own_index = socket.if_nametoindex(name)
-        self._own_rtnl.link("set", index=own_index, net_ns_fd=router.netns_fd, mtu=mtu, state="up")
-        # The index changes if it is taken in the VR: ask the VR (one lookup by name).
-        return router.rtnl.link("get", ifname=name)[0]["index"]
-
-    def _disable_ipv6(self, router: _VirtualRouter, name: str) -> None:
-        with self._switch.entered(router.netns_fd):
-            try:
-                with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as sysctl:
-                    sysctl.write("1")
-            except FileNotFoundError:
-                pass  # IPv6 not available in this namespace/kernel: nothing to disable
-
     # -- remove -----------------------------------------------------------------------
 
     def remove(self, iface: SubscriberInterface) -> bool:
         """Delete route and link, close the fd. False if it was already removed."""
-        router = self._vrs.get(iface.vr)
-        if iface.removed or router is None or router.interfaces.get(iface.name) is not iface:
-            log.debug("%s in VR %s already removed", iface.name, iface.vr)
+        router = self._owning_router(iface)
+        if router is None:
             return False
         try:
-            self._delete_route_and_link(router, iface)
+            _ignore_gone(lambda: router.rtnl.route("del", dst=f"{iface.address}/32", oif=iface.ifindex,
+                                                    scope=RT_SCOPE_LINK))
+            _ignore_gone(lambda: router.rtnl.link("del", index=iface.ifindex))
         finally:
-            # Whatever netlink said, the fd goes: that alone unregisters the device.
-            os.close(iface.fd)
-            iface.removed = True
-            del router.interfaces[iface.name]
+            self._forget(router, iface)
         log.debug("removed %s from VR %s", iface.name, iface.vr)
         return True
 
     def remove_many(self, ifaces: Iterable[SubscriberInterface]) -> int:
-        """Remove each interface; returns how many were removed by this call."""
-        return sum(self.remove(iface) for iface in list(ifaces))
+        """Remove interfaces with one group delete per VR; returns how many were removed."""
+        by_router: dict[str, list[SubscriberInterface]] = {}
+        for iface in ifaces:
+            if self._owning_router(iface) is not None:
+                by_router.setdefault(iface.vr, []).append(iface)
+        for vr, doomed in by_router.items():
+            self._remove_group(self._vrs[vr], doomed)
+        return sum(len(doomed) for doomed in by_router.values())
 
-    def _delete_route_and_link(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
-        _ignore_gone(lambda: router.rtnl.route("del", dst=f"{iface.address}/32", oif=iface.ifindex,
-                                                scope=RT_SCOPE_LINK))
-        _ignore_gone(lambda: router.rtnl.link("del", index=iface.ifindex))
+    def _remove_group(self, router: _VirtualRouter, doomed: list[SubscriberInterface]) -> None:
+        group = self.link_group
+        try:
+            if len(doomed) != len(router.interfaces):
+                # Only some of ours: move those to a group of their own first.
+                group = _random_link_group()
+                for iface in doomed:
+                    router.rtnl.link("set", index=iface.ifindex, group=group)
+            router.rtnl.link("del", group=group)
+        finally:
+            # The routes went with the devices; without the delete, the close removes them.
+            for iface in doomed:
+                self._forget(router, iface)
+        log.debug("removed %d interfaces from VR %s", len(doomed), router.name)
+
+    def _owning_router(self, iface: SubscriberInterface) -> _VirtualRouter | None:
+        router = self._vrs.get(iface.vr)
+        if iface.removed or router is None or router.interfaces.get(iface.name) is not iface:
+            log.debug("%s in VR %s already removed", iface.name, iface.vr)
+            return None
+        return router
+
+    @staticmethod
+    def _forget(router: _VirtualRouter, iface: SubscriberInterface) -> None:
+        # Whatever netlink said, the fd goes: that alone unregisters the device.
+        os.close(iface.fd)
+        iface.removed = True
+        del router.interfaces[iface.name]
+
+
+def _random_link_group() -> int:
+    # Non-zero, below 2^31 so no tool shows it negative.
+    return int.from_bytes(os.urandom(4), "big") % 0x7FFFFFFE + 1
+
+
+def _write_disable_ipv6(name: str) -> None:
+    """Disable IPv6 on a device of the namespace this thread is in."""
+    try:
+        with open(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6", "w") as sysctl:
+            sysctl.write("1")
+    except FileNotFoundError:
+        pass  # IPv6 not available in this namespace/kernel: nothing to disable
 
 
 def _ignore_gone(operation: Callable[[], object]) -> None:
@@ -319,7 +410,8 @@ def _ignore_gone(operation: Callable[[], object]) -> None:
             raise
 
 
-def _open_tun(name: str) -> int:
+def open_tun(name: str) -> int:
+    """A new non-persistent TUN device (raw IP, no packet info) in this thread's namespace."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))

@@ -48,9 +48,9 @@ def namespaces():
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-@pytest.fixture
-def manager():
-    with InterfaceManager() as mgr:
+@pytest.fixture(params=["in_vr", "move"])
+def manager(request):
+    with InterfaceManager(placement=request.param) as mgr:
         yield mgr
 
 
@@ -164,6 +164,22 @@ def test_batch_create_and_remove(namespaces, manager):
     assert manager.remove_many(created) == 20
     assert not {s.name for s in specs} & link_names(vr)
     assert in_ns(vr, "ip", "route", "show").strip() == ""
+
+
+def test_removing_some_keeps_the_others_and_foreign_devices(namespaces, manager):
+    vr, peer = namespaces("a"), namespaces("p")
+    run("ip", "link", "add", f"{TAG}v", "netns", vr, "type", "veth", "peer", "name", f"{TAG}w", "netns", peer)
+    specs = [InterfaceSpec(vr, ifname(n), IPv4Address(f"10.99.2.{n}"), 1400) for n in range(1, 7)]
+    created = manager.create_many(specs)
+    assert manager.remove_many(created[:4]) == 4
+    assert manager.remove_many(created[:4]) == 0
+    left = link_names(vr)
+    assert {ifname(5), ifname(6), f"{TAG}v"} <= left and not {ifname(n) for n in range(1, 5)} & left
+    assert len(in_ns(vr, "ip", "route", "show").splitlines()) == 2
+    assert manager.list(vr) == created[4:]
+    assert manager.remove(created[4]) is True
+    assert manager.remove_many(manager.list()) == 1
+    assert f"{TAG}v" in link_names(vr) and in_ns(vr, "ip", "route", "show").strip() == ""
 
 
 def test_failed_batch_leaves_nothing(namespaces, manager):
