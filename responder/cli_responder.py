@@ -2,7 +2,7 @@
 
 ``check`` validates a configuration and prints either one summary line (exit 0) or one
 line per problem (exit 1). ``run`` validates the same way, then hands the configuration
-to ``responder.daemon.run`` -- until that module exists it says so and exits 2.
+to ``responder.daemon.run(config)`` -- until that function exists it says so and exits 2.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
-from typing import TextIO
+from typing import Callable, TextIO
 
 from responder.config import ConfigError, ResponderConfig, config_warnings, load_config
 
@@ -63,7 +63,10 @@ def _load(args: argparse.Namespace, out: TextIO, err: TextIO) -> ResponderConfig
     return config
 
 
-def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def cmd_check(args: argparse.Namespace, out: TextIO | None = None,
+              err: TextIO | None = None) -> int:
+    # Streams are looked up at call time (not bound as defaults) so redirection works.
+    out, err = out or sys.stdout, err or sys.stderr
     config = _load(args, out, err)
     if config is None:
         return EXIT_INVALID
@@ -71,13 +74,24 @@ def cmd_check(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = 
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def cmd_run(args: argparse.Namespace, out: TextIO | None = None,
+            err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
     config = _load(args, out, err)
     if config is None:
         return EXIT_INVALID
-    if importlib.util.find_spec("responder.daemon") is None:
+    run = _daemon_entry_point()
+    if run is None:
         print("configuration ok, but the responder daemon is not wired yet "
-              "(responder/daemon.py with run(config) does not exist)", file=err)
+              "(responder.daemon has no run(config))", file=err)
         return EXIT_NOT_WIRED
-    daemon = importlib.import_module("responder.daemon")
-    return int(daemon.run(config) or EXIT_OK)
+    return int(run(config) or EXIT_OK)
+
+
+def _daemon_entry_point() -> Callable[[ResponderConfig], int | None] | None:
+    """``responder.daemon.run`` once the daemon exists (module or package), else None.
+    Looked up at run time so that this CLI does not depend on a module in progress."""
+    if importlib.util.find_spec("responder.daemon") is None:
+        return None
+    run = getattr(importlib.import_module("responder.daemon"), "run", None)
+    return run if callable(run) else None

@@ -1,9 +1,9 @@
 """Checks that need more than one value: references between sections, overlaps,
 ambiguities. Each returns problem lines ``<key path>: <what is wrong>``.
 
-Every check declares the top-level sections it reads; when one of them failed schema
+Every check declares the key paths it reads; when a value there failed schema
 validation the check is skipped (a broken ``vrs`` section would otherwise make every
-profile's VR "not defined"). :func:`config_warnings` lists what is allowed but risky.
+profile's VR "not defined", a broken ``aaa.radius`` would look like a missing one). :func:`config_warnings` lists what is allowed but risky.
 """
 from __future__ import annotations
 
@@ -299,36 +299,45 @@ def check_dae(cfg: ResponderConfig) -> Iterator[str]:
 
 
 # -- the table ----------------------------------------------------------------------------
-#: (sections read, check). Order = order of the report.
-CROSS_CHECKS: tuple[tuple[frozenset[str], Check], ...] = tuple(
-    (frozenset(sections.split()), check) for sections, check in (
-        ("listen", check_listen),
-        ("listen tunnel_profiles", check_listen_default_profiles),
+#: (what the check reads, check); "*" stands for any list index or mapping key.
+#: Order = order of the report.
+CROSS_CHECKS: tuple[tuple[tuple[tuple[str, ...], ...], Check], ...] = tuple(
+    (tuple(tuple(path.split(".")) for path in reads.split()), check) for reads, check in (
+        ("listen.*.address listen.*.ike_port listen.*.natt_port", check_listen),
+        ("listen.*.address listen.*.default_profile tunnel_profiles.*.name "
+         "tunnel_profiles.*.match", check_listen_default_profiles),
         ("vrs", check_vrs),
         ("vrs pools", check_pool_vrs),
         ("pools", check_pools),
-        ("tunnel_profiles", check_profiles),
-        ("tunnel_profiles vrs", check_profile_vrs),
-        ("tunnel_profiles vrs pools", check_profile_pools),
-        ("tunnel_profiles listen", check_profile_addresses),
-        ("pre_shared_keys listen", check_psk_addresses),
+        ("tunnel_profiles.*.name tunnel_profiles.*.match", check_profiles),
+        ("tunnel_profiles.*.name tunnel_profiles.*.vr vrs", check_profile_vrs),
+        ("tunnel_profiles.*.vr tunnel_profiles.*.pool vrs pools", check_profile_pools),
+        ("tunnel_profiles.*.match listen.*.address", check_profile_addresses),
+        ("pre_shared_keys listen.*.address", check_psk_addresses),
         ("pre_shared_keys", check_psk_ambiguity),
-        ("pre_shared_keys ike", check_psk_modes),
+        ("pre_shared_keys ike.main_mode ike.aggressive_mode", check_psk_modes),
         ("static_tunnels", check_static_tunnels),
-        ("static_tunnels vrs listen", check_static_tunnel_refs),
-        ("aaa", check_radius),
-        ("aaa vrs", check_domain_maps),
-        ("aaa vrs pools", check_local_users),
-        ("aaa", check_accounting),
-        ("aaa", check_dae),
+        ("static_tunnels vrs listen.*.address", check_static_tunnel_refs),
+        ("aaa.default_method aaa.radius", check_radius),
+        ("aaa.domain_maps aaa.radius vrs", check_domain_maps),
+        ("aaa.local_users vrs pools", check_local_users),
+        ("aaa.accounting aaa.radius", check_accounting),
+        ("aaa.dae", check_dae),
     ))
 
 
-def cross_check(cfg: ResponderConfig, broken_sections: Iterable[str] = ()) -> list[str]:
-    broken = set(broken_sections)
+def _overlaps(cut: tuple, read: tuple[str, ...]) -> bool:
+    """True when a cut-out value is, contains or lies inside what a check reads."""
+    return all(want == "*" or str(have) == want for have, want in zip(cut, read))
+
+
+def cross_check(cfg: ResponderConfig, cuts: Iterable[tuple] = ()) -> list[str]:
+    """Run every check that reads none of ``cuts`` (key paths, as pydantic locations,
+    of values that were broken and left out: a one-part path is a whole section)."""
+    cuts = list(cuts)
     problems: list[str] = []
-    for sections, check in CROSS_CHECKS:
-        if sections & broken:
+    for reads, check in CROSS_CHECKS:
+        if any(_overlaps(cut, read) for cut in cuts for read in reads):
             continue
         problems.extend(check(cfg))
     return problems

@@ -148,39 +148,38 @@ def _cross_check_the_rest(data: dict, exc: ValidationError, context: dict) -> li
 
     Each broken value is cut out at its deepest key that has a default (so a bad
     transform list falls back to the default list, and the profile's VR can still be
-    checked); lines about what was cut are then dropped, since they would describe the
-    default, not the file. A broken value with no default above it inside its section
-    (a profile without ``vr``) makes the whole section broken: checks reading it skip.
+    checked). A broken value with no default above it inside its section (a profile
+    without ``vr``) cuts the whole section. Checks that read a cut value are skipped,
+    and lines under a cut path dropped: they would describe the default, not the file.
     """
     repaired = copy.deepcopy(data)
-    broken: set[str] = set()
-    cut_paths: list[str] = []
+    cuts: list[tuple] = []
     for error in exc.errors():
         loc = error["loc"]
-        cut = _cut_point(loc, error["type"])
-        if cut is None or len(cut) == 1:
-            broken.add(str(loc[0]) if loc else "")
+        if not loc:
             continue
+        cut = _cut_point(loc, error["type"]) or loc[:1]
         _delete(repaired, cut)
-        cut_paths.append(format_path(cut))
-    sections = _validate_sections(repaired, broken, context)
+        cuts.append(cut)
+    sections = _validate_sections(repaired, cuts, context)
     # Every section in it has been validated on its own; the model has no validator
     # of its own, so constructing without validation loses nothing.
     partial = ResponderConfig.model_construct(**sections)
-    return [line for line in cross_check(partial, broken)
+    cut_paths = [format_path(cut) for cut in cuts]
+    return [line for line in cross_check(partial, cuts)
             if not any(_under(line, path) for path in cut_paths)]
 
 
-def _validate_sections(data: dict, broken: set[str], context: dict) -> dict[str, Any]:
+def _validate_sections(data: dict, cuts: list[tuple], context: dict) -> dict[str, Any]:
     sections: dict[str, Any] = {}
     for name, field in ResponderConfig.model_fields.items():
-        if name not in data or name in broken:
+        if name not in data:
             continue
         adapter = TypeAdapter(Annotated[field.annotation, field])
         try:
             sections[name] = adapter.validate_python(data[name], context=context)
         except ValidationError:
-            broken.add(name)  # cutting one value broke another: give up on the section
+            cuts.append((name,))  # cutting one value broke another: give up on the section
     return sections
 
 
