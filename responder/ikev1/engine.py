@@ -78,6 +78,10 @@ class SaContext:
         self._responder = responder
         self.policy = responder.policy
         self.now = now
+        #: message ID of the peer request being handled; protected messages sent
+        #: on it are that request's reply and are cached for its retransmissions
+        self.answering_message_id: int | None = None
+        self.captured_replies: list[bytes] = []
 
     def random(self, size: int) -> bytes:
         return self._responder._rng(size)
@@ -95,6 +99,8 @@ class SaContext:
         with backoff until `request_answered` (our own requests, e.g. Xauth)."""
         data = build_protected(sa, exchange, message_id, payloads)
         self._responder._send(sa, data)
+        if message_id == self.answering_message_id and not retransmit:
+            self.captured_replies.append(data)
         if retransmit:
             self._responder._arm_retransmit(sa, message_id, data, self.now)
 
@@ -163,6 +169,11 @@ class Responder:
         self.stats: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ API
+    def context(self, now: float) -> SaContext:
+        """A context for calls into registered tasks from outside a datagram
+        (e.g. the daemon feeding an AAA answer to the Transaction task)."""
+        return SaContext(self, now)
+
     def register_exchange(self, exchange_type: int, handler: TransactionHandler) -> None:
         if exchange_type in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE,
                              ExchangeType.QUICK_MODE, ExchangeType.INFORMATIONAL):
@@ -271,9 +282,14 @@ class Responder:
             self._fail(ctx, sa, header.exchange_type, exc, local, remote)
             return
         if header.exchange_type != ExchangeType.INFORMATIONAL:
-            sa.remember_reply(data, replies)
+            sa.remember_reply(data, replies + ctx.captured_replies)
         for reply in replies:
             self._send(sa, reply)
+        # Only now, with the last phase 1 reply (MM6 / AM2) already queued, may a
+        # Transaction task start Xauth: a REQUEST that overtakes MM6 reaches a
+        # client that cannot decrypt it yet.
+        if header.exchange_type in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
+            self._after_phase1_step(ctx, sa)
 
     def _lookup(self, header, data: bytes, local: Address, remote: Address,
                 now: float) -> IkeSa | None:
@@ -349,14 +365,10 @@ class Responder:
         exchange = message.header.exchange_type
         if exchange == ExchangeType.IDENTITY_PROTECTION:
             self._check_phase1_exchange(sa, "main")
-            replies = main_mode.handle(ctx, sa, message, local, remote)
-            self._after_phase1_step(ctx, sa)
-            return replies
+            return main_mode.handle(ctx, sa, message, local, remote)
         if exchange == ExchangeType.AGGRESSIVE:
             self._check_phase1_exchange(sa, "aggressive")
-            replies = aggressive_mode.handle(ctx, sa, message, local, remote)
-            self._after_phase1_step(ctx, sa)
-            return replies
+            return aggressive_mode.handle(ctx, sa, message, local, remote)
         if not sa.established and exchange != ExchangeType.INFORMATIONAL:
             raise InvalidTransition(f"exchange {exchange}", sa.state, "before phase 1")
         if exchange == ExchangeType.QUICK_MODE:
@@ -367,6 +379,7 @@ class Responder:
         if handler is None:
             raise RemoteProtocolError(NotifyType.INVALID_EXCHANGE_TYPE,
                                       f"exchange type {lookup(ExchangeType, exchange)} not supported")
+        ctx.answering_message_id = message.header.message_id
         handler.handle(ctx, sa, message)
         self._authenticated_traffic(sa, local, remote, ctx.now)
         return []
@@ -377,7 +390,7 @@ class Responder:
             raise InvalidTransition(f"{kind}_mode", sa.state, "message on another exchange")
 
     def _after_phase1_step(self, ctx: SaContext, sa: IkeSa) -> None:
-        if sa.established:
+        if sa.established and sa.sa_id in self._initiator_key:
             self._forget_initiator_key(sa)
             handler = self._handlers.get(ExchangeType.TRANSACTION)
             if handler is not None and sa.dynamic:
@@ -545,6 +558,10 @@ class Responder:
         for key in [k for k in self._retransmits if k[0] == sa.sa_id]:
             del self._retransmits[key]
         log.info("[%s] phase 1 removed: %s", sa.sa_id, reason)
+        for handler in self._handlers.values():
+            on_deleted = getattr(handler, "phase1_deleted", None)
+            if on_deleted is not None:
+                on_deleted(ctx, sa.sa_id, reason)
         if sa.established:
             self._events.append(Phase1Deleted(sa.sa_id, sa.remote, reason))
 

@@ -192,14 +192,19 @@ def test_reply_with_wrong_secret_is_dropped():
 
 def test_more_than_256_outstanding_use_more_sockets_and_bound_waiters():
     async def main():
-        fake, port = await start_fake(delay=1.5)
+        # the fake server holds every answer long enough for all requests to be
+        # outstanding at once, even on a loaded machine
+        fake, port = await start_fake(delay=4.0)
         transport = RadiusTransport("127.0.0.1", max_sockets=2, max_waiting=10)
-        client = RadiusClient([ServerGroup("g", (server(port, timeout=5, retries=0),))],
+        client = RadiusClient([ServerGroup("g", (server(port, timeout=10, retries=0),))],
                               transport=transport)
         backend = RadiusBackend(client)
         tasks = [asyncio.create_task(backend.authenticate(AuthRequest("alice", b"alicepw", NAS)))
                  for _ in range(512 + 10)]
-        await asyncio.sleep(0.7)
+        for _ in range(300):   # until every id of both sockets is taken (at most 3 s)
+            await asyncio.sleep(0.01)
+            if transport.outstanding() == 512:
+                break
         assert len(transport._sockets) == 2 and transport.outstanding() == 512
         with pytest.raises(RadiusBusyError):
             await transport._allocate_id()   # the 11th waiter is refused at once

@@ -183,9 +183,9 @@ def test_push_set_then_ack():
     assert not setup.events(ModeConfigDone)
     setup.client.answer(received, CfgType.ACK, empty([A.INTERNAL_IP4_ADDRESS]))
     assert setup.events(ModeConfigDone) == [ModeConfigDone(setup.sa_id, IP("10.99.0.2"))]
+    assert setup.task.state(setup.sa_id) == ("succeeded", "done")
     later = setup.pair.advance(30)
     assert ExchangeType.TRANSACTION not in [exchange_of(d) for d in later]  # no more SET
-    assert setup.task.state(setup.sa_id) == ("succeeded", "done")
 
 
 def test_push_when_config_was_set_before_xauth_ended():

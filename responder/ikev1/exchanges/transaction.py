@@ -240,7 +240,8 @@ class TransactionTask:
         return True
 
     def phase1_deleted(self, ctx: SaContext, sa_id: str, reason: str) -> None:
-        """The daemon saw Phase1Deleted: report an unfinished Xauth as failed
+        """The engine removed the SA (it calls this for every registered task;
+        calling it again is harmless): report an unfinished Xauth as failed
         (reason "timeout" when nobody answered) and forget the SA."""
         session = self._sessions.pop(sa_id, None)
         if session is None or session.xauth == "succeeded" or session.failure_reported:
