@@ -45,7 +45,11 @@ class IntegrityCheckFailed(Exception):
 
 
 class KeyedCipher(Protocol):
-    """A cipher bound to one SA's key (and salt for AEAD)."""
+    """A cipher bound to one SA's key (and salt for AEAD).
+
+    CBC ciphers also offer ``encrypt_with_fresh_iv(random_block, plaintext)``, which the
+    SA uses on the hot path (see :class:`_CbcCipher`).
+    """
 
     def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes) -> bytes:
         """Ciphertext; for AEAD ciphers the ICV (tag) is appended."""
