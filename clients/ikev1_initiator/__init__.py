@@ -1,0 +1,41 @@
+"""The project's own IKEv1 initiator (issue 3 item 8).
+
+Built on the responder's codec and crypto, sans-I/O (`session`), with an
+asyncio driver (`driver`) and a CLI (`python -m clients.ikev1_initiator`).
+It takes the paths no real client takes: no Xauth vendor ID (static tunnels),
+crafted and malformed exchanges (`hooks`), and load generation.
+"""
+
+from .config import (
+    ConfigError,
+    EspProposal,
+    IdentitySpec,
+    IkeProposal,
+    InitiatorConfig,
+    Mode,
+    NattMode,
+    RetransmitSettings,
+)
+from .hooks import MessageHook, Step
+from .results import (
+    ChildSa,
+    ChildSaDeleted,
+    ChildSaUp,
+    ConfigReceived,
+    Event,
+    ModeConfig,
+    Phase1Up,
+    SessionClosed,
+    SessionFailed,
+    SessionResult,
+    XauthDone,
+)
+from .session import Datagram, InitiatorError, InitiatorSession, InvalidTransition, PeerError, State
+
+__all__ = [
+    "ChildSa", "ChildSaDeleted", "ChildSaUp", "ConfigError", "ConfigReceived", "Datagram",
+    "EspProposal", "Event", "IdentitySpec", "IkeProposal", "InitiatorConfig", "InitiatorError",
+    "InitiatorSession", "InvalidTransition", "MessageHook", "Mode", "ModeConfig", "NattMode",
+    "PeerError", "Phase1Up", "RetransmitSettings", "SessionClosed", "SessionFailed",
+    "SessionResult", "State", "Step", "XauthDone",
+]
