@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cli.register(sub)
     from responder import cli_responder
     cli_responder.register(sub)
+    from responder.daemon import control as control_cli   # show ..., logout ...
+    control_cli.register(sub)
     return parser
 
 

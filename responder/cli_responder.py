@@ -85,7 +85,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None,
         print("configuration ok, but the responder daemon is not wired yet "
               "(responder.daemon has no run(config))", file=err)
         return EXIT_NOT_WIRED
-    return int(run(config) or EXIT_OK)
+    # the path too: every worker process of the daemon loads the file itself
+    return int(run(_config_path(args), config) or EXIT_OK)
 
 
 def _daemon_entry_point() -> Callable[[ResponderConfig], int | None] | None:

@@ -1,0 +1,269 @@
+"""The control API: one JSON request per line on a Unix socket, one JSON answer.
+
+Requests (``{"cmd": ...}``) and what they answer:
+
+===========================================  ==========================================
+``{"cmd": "ping"}``                          ``{"ok": true, "pid": ..., "workers": [...]}``
+``{"cmd": "show", "what": "subscribers",     ``{"ok": true, "rows": [...]}`` (filters
+"vr": V, "profile": P, "user": U}``           optional)
+``{"cmd": "show", "what": "ike-sa"}``        rows from every worker
+``{"cmd": "show", "what": "ipsec-sa"}``      rows from every worker
+``{"cmd": "show", "what": "licenses"}``      total / in use / free, refused by reason
+``{"cmd": "show", "what": "pools"}``         per VR and pool: size / used / free
+``{"cmd": "show", "what": "tunnel-profiles"}``  profile -> VR, pool, subscribers
+``{"cmd": "show", "what": "statistics"}``    engine, worker, data path, accounting counters
+``{"cmd": "logout", "user": U | "address":   ``{"ok": true, "count": N}``
+A, "vr": V | "profile": P | "all": true}``
+===========================================  ==========================================
+
+Errors: ``{"ok": false, "error": "..."}``. The socket is created mode 0600 (root only).
+``dynipsec show ...`` / ``dynipsec logout ...`` (:func:`register`) are the CLI on it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ControlServer", "ControlError", "request", "register", "DEFAULT_SOCKET"]
+
+DEFAULT_SOCKET = "/run/dynipsec/control.sock"
+MAX_REQUEST = 64 * 1024
+SHOW_WHAT = ("subscribers", "ike-sa", "ipsec-sa", "licenses", "pools", "tunnel-profiles",
+             "statistics")
+
+
+class ControlError(Exception):
+    """The daemon could not be reached, or refused the request."""
+
+
+class ControlServer:
+    def __init__(self, supervisor: "Supervisor", path: str | Path) -> None:
+        self.supervisor = supervisor
+        self.path = Path(path)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if _answers(self.path):
+                raise ControlError(f"{self.path}: another dynipsec answers there")
+            self.path.unlink()
+        old_umask = os.umask(0o077)
+        try:
+            self._server = await asyncio.start_unix_server(self._client, path=str(self.path),
+                                                           limit=MAX_REQUEST)
+        finally:
+            os.umask(old_umask)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readuntil(b"\n")
+                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                    break
+                try:
+                    request_ = json.loads(line)
+                    if not isinstance(request_, dict):
+                        raise ValueError("a request is a JSON object")
+                    answer = await self.handle(request_)
+                except Exception as exc:  # noqa: BLE001 - answer, never crash the daemon
+                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                writer.write(json.dumps(answer, default=str).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+        s = self.supervisor
+        cmd = req.get("cmd")
+        if cmd == "ping":
+            return {"ok": True, "pid": os.getpid(),
+                    "workers": [{"index": h.index, "pid": h.pid, "generation": h.generation,
+                                 "ready": h.ready.is_set()} for h in s.workers]}
+        if cmd == "show":
+            return {"ok": True, **await self._show(req)}
+        if cmd == "logout":
+            return {"ok": True, "count": await self._logout(req)}
+        raise ControlError(f"unknown command {cmd!r} (ping, show, logout)")
+
+    async def _show(self, req: dict[str, Any]) -> dict[str, Any]:
+        s = self.supervisor
+        what = req.get("what")
+        if what == "subscribers":
+            rows = [r for r in s.subscriber_rows()
+                    if (not req.get("vr") or req["vr"] in (r.get("vr"), r.get("netns")))
+                    and (not req.get("profile") or r.get("profile") == req["profile"])
+                    and (not req.get("user") or r.get("user") == req["user"])]
+            return {"rows": rows}
+        if what in ("ike-sa", "ipsec-sa"):
+            rows = []
+            for reply in await s.ask_workers({"op": "show", "what": what}):
+                rows += reply.get("rows", [])
+            return {"rows": rows}
+        if what == "licenses":
+            return {"rows": [{"kind": st.kind, "total": st.size, "in_use": st.in_use,
+                              "free": st.size - st.in_use} for st in s.licenses.stats()],
+                    "refused": dict(s.refused)}
+        if what == "pools":
+            return {"rows": [{"vr": st.vr, "pool": st.pool, "size": st.size, "used": st.used,
+                              "free": st.free} for st in s.pools.stats()]}
+        if what == "tunnel-profiles":
+            counts = Counter(r.get("profile") for r in s.registry.values())
+            return {"rows": [{"profile": p.name, "vr": p.vr, "pool": p.pool,
+                              "max_interfaces": p.max_interfaces, "subscribers": counts[p.name],
+                              "identities": [str(i) for i in p.match.identities],
+                              "local_networks": [str(n) for n in p.local_networks]}
+                             for p in s.cfg.tunnel_profiles]}
+        if what == "statistics":
+            workers = await s.ask_workers({"op": "show", "what": "statistics"})
+            accounting = vars(s.accountant.stats) if s.accountant else None
+            return {"supervisor": dict(s.stats), "refused": dict(s.refused),
+                    "accounting": accounting, "workers": workers,
+                    "subscribers": len(s.registry)}
+        raise ControlError(f"unknown show {what!r} ({', '.join(SHOW_WHAT)})")
+
+    async def _logout(self, req: dict[str, Any]) -> int:
+        s = self.supervisor
+        criteria = {k: req.get(k) for k in ("user", "address", "vr", "profile")}
+        if not req.get("all") and not any(criteria.values()):
+            raise ControlError("logout needs --user, --address, --vr, --profile or --all")
+        records = s.select(**criteria) if not req.get("all") else list(s.registry.values())
+        from responder.subscriber import Event
+        return await s.logout(records, Event.ADMIN_LOGOUT)
+
+
+def _answers(path: Path) -> bool:
+    try:
+        request(path, {"cmd": "ping"}, timeout=1)
+        return True
+    except ControlError:
+        return False
+
+
+def request(path: str | Path, req: dict[str, Any], timeout: float = 15.0) -> dict[str, Any]:
+    """One request to a running daemon (blocking; for the CLI and the lab)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(str(path))
+        sock.sendall(json.dumps(req).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as exc:
+        raise ControlError(f"cannot talk to dynipsec at {path}: {exc}") from None
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(data)
+    except json.JSONDecodeError:
+        raise ControlError(f"no answer from {path}") from None
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "request refused"))
+    return answer
+
+
+# -- CLI ------------------------------------------------------------------------------------
+SUBSCRIBER_COLUMNS = ("user", "address", "vr", "interface", "profile", "worker", "uptime",
+                      "bytes_in", "bytes_out", "peer")
+
+
+def register(sub) -> None:
+    show = sub.add_parser("show", help="show the running responder's state")
+    show.add_argument("what", choices=SHOW_WHAT)
+    show.add_argument("--vr")
+    show.add_argument("--profile")
+    show.add_argument("--user")
+    show.add_argument("--json", action="store_true", help="raw JSON answer")
+    show.add_argument("-s", "--socket", default=DEFAULT_SOCKET, help="control socket")
+    show.set_defaults(func=cmd_show)
+    logout = sub.add_parser("logout", help="log subscribers out (admin-logout)")
+    logout.add_argument("--user")
+    logout.add_argument("--address")
+    logout.add_argument("--vr", help="alone: everyone in the VR; with --address: that VR's")
+    logout.add_argument("--profile")
+    logout.add_argument("--all", action="store_true")
+    logout.add_argument("--json", action="store_true")
+    logout.add_argument("-s", "--socket", default=DEFAULT_SOCKET, help="control socket")
+    logout.set_defaults(func=cmd_logout)
+
+
+def _table(rows: list[dict], columns) -> str:
+    if not rows:
+        return "(none)"
+    columns = list(columns or rows[0].keys())
+    cells = [[str(r.get(c, "") if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+def cmd_show(args) -> int:
+    req = {"cmd": "show", "what": args.what}
+    for key in ("vr", "profile", "user"):
+        if getattr(args, key):
+            req[key] = getattr(args, key)
+    try:
+        answer = request(args.socket, req)
+    except ControlError as exc:
+        print(f"dynipsec show: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=1, default=str))
+        return 0
+    if "rows" in answer:
+        columns = SUBSCRIBER_COLUMNS if args.what == "subscribers" else None
+        print(_table(answer["rows"], columns))
+        if answer.get("refused"):
+            print("refused logins: " + ", ".join(f"{k} {v}" for k, v in answer["refused"].items()))
+    else:
+        print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=1, default=str))
+    return 0
+
+
+def cmd_logout(args) -> int:
+    req: dict[str, Any] = {"cmd": "logout"}
+    for key in ("user", "address", "profile", "vr"):
+        if getattr(args, key):
+            req[key] = getattr(args, key)
+    if args.all:
+        req["all"] = True
+    if len(req) == 1:
+        print("dynipsec logout: give --user, --address, --vr, --profile or --all", file=sys.stderr)
+        return 2
+    try:
+        answer = request(args.socket, req, timeout=30)
+    except ControlError as exc:
+        print(f"dynipsec logout: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer) if args.json else f"{answer['count']} subscriber(s) logged out")
+    return 0

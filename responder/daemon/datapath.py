@@ -1,0 +1,279 @@
+"""A worker's userspace ESP data path: subscriber TUN fds <-> ESP SAs <-> UDP 4500.
+
+Outbound: the VR routes a packet for the subscriber's address (/32 access route) into
+its TUN device; the worker reads it from the fd (``loop.add_reader``), protects it with
+the subscriber's newest outbound SA and sends ESP-in-UDP (RFC 3948) from the local
+4500 socket the IKE SA uses to the peer's current address (the engine follows NAT
+port floats; we ask it at send time).
+
+Inbound: the transport hands every ESP datagram of port 4500 here; the SPI finds the
+inbound SA (:class:`~responder.esp.SpiTable`), which checks ICV, replay window and that
+the inner source is the subscriber's address; the inner packet is written to the
+subscriber's TUN fd and so enters the VR.
+
+Raw ESP (IP protocol 50) is not carried: the lab configuration sets ``force_encap`` so
+that every peer encapsulates; a child SA without UDP encapsulation is refused at
+install time with a clear log line.
+
+Counters (per SA in :mod:`responder.esp.counters`) are summed per subscriber, including
+those of SAs already deleted (rekeys), for accounting and ``show subscribers``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Callable
+
+from responder.aaa.accounting import Counters
+from responder.esp import EspDrop, EspSAParams, InboundSA, OutboundSA, SpiTable
+from responder.esp.packet import esp_spi
+from responder.ikev1.events import Phase2Established
+
+log = logging.getLogger(__name__)
+
+__all__ = ["DataPath", "SubscriberPath", "ChildPath", "UnsupportedChild", "esp_params"]
+
+Address = tuple[str, int]
+#: send(esp_bytes, local, remote): one UDP datagram from our `local` socket
+Sender = Callable[[bytes, Address, Address], None]
+#: (local, remote) of an IKE SA now, or None when it is gone
+PeerLookup = Callable[[str], "tuple[Address, Address] | None"]
+
+#: packets read from one TUN fd per readiness callback (fairness between subscribers)
+TUN_BATCH = 64
+TUN_READ_SIZE = 65535
+
+
+class UnsupportedChild(Exception):
+    """A child SA this data path cannot carry (raw ESP, unknown transform)."""
+
+
+def esp_params(event: Phase2Established, inbound: bool, replay_window: int = 128) -> EspSAParams:
+    """One direction of a Phase2Established as EspSAParams (responder/esp/sa.py)."""
+    keys = event.inbound if inbound else event.outbound
+    return EspSAParams(
+        spi=int.from_bytes(keys.spi, "big"),
+        enc_id=event.cipher,
+        auth_id=event.integrity or None,
+        key_bits=event.cipher_key_bits,
+        enc_key=keys.encryption_key,
+        auth_key=keys.integrity_key,
+        salt=keys.salt,
+        encap_udp=event.udp_encapsulated,
+        lifetime_bytes=event.lifetime_kilobytes * 1024 if event.lifetime_kilobytes else None,
+        # the engine expires the child (and tells us) at its lifetime; the SA's own hard
+        # limit would only race with that, so it gets a little more
+        lifetime_seconds=event.lifetime_seconds + 30 if event.lifetime_seconds else None,
+        replay_window=replay_window,
+    )
+
+
+@dataclass(eq=False)
+class ChildPath:
+    child_id: int
+    inbound: InboundSA
+    outbound: OutboundSA
+
+
+@dataclass(eq=False)
+class SubscriberPath:
+    key: str
+    sa_id: str
+    fd: int
+    address: IPv4Address
+    children: dict[int, ChildPath] = field(default_factory=dict)
+    #: the outbound SA in use: the newest child's
+    outbound: OutboundSA | None = None
+    #: totals of children already removed
+    done: Counters = field(default_factory=Counters)
+    last_activity: float = 0.0
+    last_peer_note: float = 0.0
+    tun_errors: int = 0
+    no_sa_drops: int = 0
+    closed: bool = False
+
+    def counters(self) -> Counters:
+        """Input = from the subscriber (inbound SAs), output = towards it."""
+        i_oct = self.done.input_octets + sum(c.inbound.counters.octets for c in self.children.values())
+        i_pk = self.done.input_packets + sum(c.inbound.counters.packets for c in self.children.values())
+        o_oct = self.done.output_octets + sum(c.outbound.counters.octets for c in self.children.values())
+        o_pk = self.done.output_packets + sum(c.outbound.counters.packets for c in self.children.values())
+        return Counters(input_octets=i_oct, output_octets=o_oct, input_packets=i_pk,
+                        output_packets=o_pk)
+
+
+class DataPath:
+    def __init__(self, send: Sender, peer_of: PeerLookup, *,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 on_peer_activity: Callable[[str, float], None] | None = None,
+                 replay_window: int = 128) -> None:
+        self._send = send
+        self._peer_of = peer_of
+        self._loop = loop
+        self._on_peer_activity = on_peer_activity
+        self.replay_window = replay_window
+        self.spis = SpiTable()
+        self.subscribers: dict[str, SubscriberPath] = {}
+        self._by_spi: dict[int, SubscriberPath] = {}
+        self.stats: dict[str, int] = {"esp_in": 0, "esp_out": 0, "esp_dropped": 0,
+                                      "unknown_spi": 0, "tun_in": 0, "tun_out": 0}
+
+    def _now(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
+
+    # -- subscribers --------------------------------------------------------------------
+    def add_subscriber(self, key: str, sa_id: str, fd: int, address: IPv4Address) -> SubscriberPath:
+        path = SubscriberPath(key, sa_id, fd, IPv4Address(address), last_activity=self._now())
+        self.subscribers[key] = path
+        if self._loop is not None:
+            self._loop.add_reader(fd, self._on_tun_readable, path)
+        return path
+
+    def remove_subscriber(self, key: str) -> Counters | None:
+        """Stop reading its TUN fd and forget its SAs; returns the final counters.
+        Call BEFORE the interface (fd) is closed."""
+        path = self.subscribers.pop(key, None)
+        if path is None:
+            return None
+        counters = path.counters()
+        for child_id in list(path.children):
+            self.remove_child(key, child_id)
+        path.closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(path.fd)
+        return counters
+
+    def counters(self, key: str) -> Counters:
+        path = self.subscribers.get(key)
+        return path.counters() if path else Counters()
+
+    # -- child SAs ------------------------------------------------------------------------
+    def add_child(self, key: str, event: Phase2Established) -> ChildPath:
+        path = self.subscribers.get(key)
+        if path is None:
+            raise UnsupportedChild(f"subscriber {key} has no data path")
+        if not event.udp_encapsulated:
+            raise UnsupportedChild("raw ESP (IP protocol 50) is not carried; set "
+                                   "ike.force_encap so that peers use UDP 4500")
+        now = self._now()
+        try:
+            inbound = InboundSA(esp_params(event, True, self.replay_window), now=now,
+                                allowed_inner_source=path.address)
+            outbound = OutboundSA(esp_params(event, False, self.replay_window), now=now)
+        except Exception as exc:  # UnsupportedTransform, ValueError
+            raise UnsupportedChild(str(exc)) from exc
+        self.spis.add(inbound)
+        child = ChildPath(event.child_id, inbound, outbound)
+        path.children[event.child_id] = child
+        path.outbound = outbound
+        self._by_spi[inbound.spi] = path
+        return child
+
+    def remove_child(self, key: str, child_id: int) -> None:
+        path = self.subscribers.get(key)
+        if path is None:
+            return
+        child = path.children.pop(child_id, None)
+        if child is None:
+            return
+        self.spis.remove(child.inbound.spi)
+        self._by_spi.pop(child.inbound.spi, None)
+        d = path.done
+        path.done = Counters(
+            input_octets=d.input_octets + child.inbound.counters.octets,
+            output_octets=d.output_octets + child.outbound.counters.octets,
+            input_packets=d.input_packets + child.inbound.counters.packets,
+            output_packets=d.output_packets + child.outbound.counters.packets)
+        if path.outbound is child.outbound:
+            newest = max(path.children.values(), key=lambda c: c.child_id, default=None)
+            path.outbound = newest.outbound if newest else None
+
+    # -- packets ------------------------------------------------------------------------
+    def _on_tun_readable(self, path: SubscriberPath) -> None:
+        for _ in range(TUN_BATCH):
+            try:
+                packet = os.read(path.fd, TUN_READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                path.tun_errors += 1
+                log.warning("subscriber %s: TUN read failed (%s); not reading it any more",
+                            path.key, exc)
+                if self._loop is not None and not path.closed:
+                    self._loop.remove_reader(path.fd)
+                    path.closed = True
+                return
+            self.send_to_subscriber(path, packet)
+
+    def send_to_subscriber(self, path: SubscriberPath, packet: bytes) -> bool:
+        """Protect one inner packet from the VR and send it to the peer."""
+        self.stats["tun_in"] += 1
+        outbound = path.outbound
+        if outbound is None:
+            path.no_sa_drops += 1
+            return False
+        peer = self._peer_of(path.sa_id)
+        if peer is None:
+            path.no_sa_drops += 1
+            return False
+        try:
+            esp = outbound.encapsulate(packet)
+        except EspDrop:
+            self.stats["esp_dropped"] += 1
+            return False
+        local, remote = peer
+        self._send(esp, (local[0], local[1] if local[1] != 500 else 4500), remote)
+        self.stats["esp_out"] += 1
+        path.last_activity = self._now()
+        return True
+
+    def esp_received(self, esp: bytes, local: Address, remote: Address) -> bytes | None:
+        """One ESP packet from UDP 4500 (marker already removed: none for ESP).
+        Returns the inner packet written to the TUN (None when dropped)."""
+        try:
+            spi = esp_spi(esp)
+        except Exception:  # noqa: BLE001 - too short: counted like an unknown SPI
+            self.stats["unknown_spi"] += 1
+            return None
+        path = self._by_spi.get(spi)
+        if path is None:
+            self.stats["unknown_spi"] += 1
+            return None
+        try:
+            _, inner = self.spis.decapsulate(esp)
+        except EspDrop:
+            self.stats["esp_dropped"] += 1
+            return None
+        self.stats["esp_in"] += 1
+        now = self._now()
+        path.last_activity = now
+        if self._on_peer_activity is not None and now - path.last_peer_note >= 1.0:
+            path.last_peer_note = now
+            self._on_peer_activity(path.sa_id, now)
+        try:
+            os.write(path.fd, inner)
+            self.stats["tun_out"] += 1
+        except OSError as exc:
+            path.tun_errors += 1
+            log.debug("subscriber %s: TUN write failed: %s", path.key, exc)
+            return None
+        return inner
+
+    def describe_children(self) -> list[dict]:
+        rows = []
+        for path in self.subscribers.values():
+            for child in path.children.values():
+                rows.append({
+                    "subscriber": path.key, "ike_sa": path.sa_id, "child": child.child_id,
+                    "spi_in": f"{child.inbound.spi:08x}", "spi_out": f"{child.outbound.spi:08x}",
+                    "transform": child.inbound.transform.name,
+                    "in_packets": child.inbound.counters.packets,
+                    "in_octets": child.inbound.counters.octets,
+                    "out_packets": child.outbound.counters.packets,
+                    "out_octets": child.outbound.counters.octets,
+                    "in_drops": child.inbound.counters.dropped,
+                })
+        return rows

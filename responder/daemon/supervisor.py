@@ -1,0 +1,444 @@
+"""The supervisor ("chassis"): what must be counted once across workers.
+
+Owns the two license pools, the address pools (an address is unique per VR), the
+subscriber registry (``show subscribers``, routing ``logout`` and RFC 5176 requests to
+the right worker), RADIUS accounting (Start / Interim / Stop; counters come from the
+workers), the DAE listener and the control socket. It creates every UDP socket of
+every worker (SO_REUSEPORT groups + the steering program, see steering.py), starts
+the workers, watches them, and restarts a dead one after logging its subscribers out
+(Stop with Acct-Terminate-Cause Port-Error, address and licenses returned: the
+clients log in again, on whichever worker steering picks).
+
+SIGTERM / SIGINT: every worker logs its subscribers out (Deletes, interfaces removed,
+Stop with Admin-Reboot), the accounting queue is drained (a few seconds at most), the
+processes exit.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from responder.aaa.accounting import Accountant, AccountingSession, Counters
+from responder.aaa.dae import AuthorizationChange, DaeListener, DaeProcessor, SessionQuery
+from responder.aaa.radius import RadiusClient
+from responder.config import (build_dae_clients, build_license_manager, build_pool_manager,
+                              build_radius_groups, radius_default_group)
+from responder.config.model import ResponderConfig
+from responder.licenses import LicenseRefused
+from responder.pools import Lease, PoolError
+from responder.subscriber import Event
+
+from . import ipc
+from .control import ControlServer
+from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Supervisor", "WorkerHandle", "Held"]
+
+RESTART_DELAY = 0.5
+SHUTDOWN_TIMEOUT = 8.0
+ACCOUNTING_DRAIN = 3.0
+
+
+@dataclass
+class Held:
+    """What the supervisor handed to one subscriber (released exactly once)."""
+
+    worker: int
+    lease: Lease
+
+
+@dataclass
+class WorkerHandle:
+    index: int
+    sockets: list[tuple[str, int, socket.socket]]
+    generation: int = 0
+    process: asyncio.subprocess.Process | None = None
+    channel: ipc.Channel | None = None
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    started_at: float = 0.0
+    restarts: int = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class Supervisor:
+    def __init__(self, cfg: ResponderConfig, config_path: str, *, log_level: str = "info") -> None:
+        self.cfg = cfg
+        self.config_path = str(Path(config_path).resolve())
+        self.log_level = log_level
+        self.workers_count = cfg.workers
+        self.licenses = build_license_manager(cfg)
+        self.pools = build_pool_manager(cfg)
+        self.held: dict[str, Held] = {}
+        self.registry: dict[str, dict[str, Any]] = {}
+        self.counters: dict[str, Counters] = {}
+        self.refused: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        self.workers: list[WorkerHandle] = []
+        self.boot_id = f"{int(time.time()) & 0xFFFF:04X}"
+        self.accountant: Accountant | None = None
+        self._accounting_task: asyncio.Task | None = None
+        self._radius: RadiusClient | None = None
+        self._dae: DaeListener | None = None
+        self.control: ControlServer | None = None
+        self._stopping = asyncio.Event()
+        self._watchers: list[asyncio.Task] = []
+        self.started_at = time.time()
+
+    # -- start ------------------------------------------------------------------------------
+    def _open_sockets(self) -> None:
+        """Every worker's sockets, group by group, in worker order; steering attached."""
+        n = self.workers_count
+        per_worker: list[list[tuple[str, int, socket.socket]]] = [[] for _ in range(n)]
+        for listen in self.cfg.listen:
+            address = str(listen.address)
+            for port, program in ((listen.ike_port, ike_program(n)),
+                                  (listen.natt_port, natt_program(n))):
+                group = [make_reuseport_socket(address, port) for _ in range(n)]
+                attach_program(group[0], program)
+                for index, sock in enumerate(group):
+                    per_worker[index].append((address, port, sock))
+        self.workers = [WorkerHandle(index, socks) for index, socks in enumerate(per_worker)]
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        self._open_sockets()
+        if cfg.aaa.radius is not None and cfg.aaa.accounting.enabled:
+            self._radius = RadiusClient(build_radius_groups(cfg),
+                                        default_group=radius_default_group(cfg))
+            self.accountant = Accountant(self._radius, group=cfg.aaa.accounting.server_group)
+            self._accounting_task = asyncio.ensure_future(self.accountant.run())
+        if cfg.aaa.dae is not None:
+            radius = cfg.aaa.radius
+            processor = DaeProcessor(
+                build_dae_clients(cfg), RegistryDirectory(self),
+                nas_ip=str(radius.nas_ip) if radius and radius.nas_ip else None,
+                nas_identifier=radius.nas_identifier if radius else None,
+                replay_window=cfg.aaa.dae.replay_window)
+            self._dae = await DaeListener.start(processor, str(cfg.aaa.dae.listen), cfg.aaa.dae.port)
+        self.control = ControlServer(self, cfg.control.socket)
+        for handle in self.workers:
+            await self._spawn(handle)
+        await asyncio.gather(*(h.ready.wait() for h in self.workers))
+        await self.control.start()
+        log.info("dynipsec supervisor pid %d: %d workers ready, control socket %s",
+                 os.getpid(), len(self.workers), cfg.control.socket)
+
+    async def _spawn(self, handle: WorkerHandle) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [sys.executable, "-m", "responder.daemon.worker", "--config", self.config_path,
+                "--index", str(handle.index), "--workers", str(self.workers_count),
+                "--generation", str(handle.generation), "--boot-id", self.boot_id,
+                "--ipc-fd", str(child.fileno()), "--log-level", self.log_level]
+        fds = [child.fileno()]
+        for address, port, sock in handle.sockets:
+            argv += ["--socket", f"{address}:{port}:{sock.fileno()}"]
+            fds.append(sock.fileno())
+        handle.ready = asyncio.Event()
+        handle.process = await asyncio.create_subprocess_exec(
+            *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL)
+        child.close()
+        handle.started_at = time.monotonic()
+        handle.channel = await ipc.open_channel(
+            parent, lambda message, h=handle: self._on_worker_message(h, message),
+            name=f"supervisor<-worker{handle.index}")
+        self._watchers.append(asyncio.ensure_future(self._watch(handle, handle.process,
+                                                                 handle.channel)))
+        log.info("worker %d started (pid %d, generation %d)", handle.index,
+                 handle.process.pid, handle.generation)
+
+    async def _watch(self, handle: WorkerHandle, process, channel: ipc.Channel) -> None:
+        await channel.serve()          # EOF: the worker is gone (or going)
+        code = await process.wait()
+        self.worker_lost(handle.index, code)
+        if self._stopping.is_set():
+            return
+        handle.generation += 1
+        handle.restarts += 1
+        self.stats["worker_restarts"] += 1
+        await asyncio.sleep(RESTART_DELAY)
+        if not self._stopping.is_set():
+            await self._spawn(handle)
+
+    def worker_lost(self, index: int, code: int | None) -> None:
+        """Every subscriber of that worker: Stop (Port-Error unless it was logged out
+        cleanly), address and licenses returned."""
+        keys = [k for k, h in self.held.items() if h.worker == index]
+        keys += [k for k, r in self.registry.items() if r.get("worker") == index and k not in keys]
+        level = logging.INFO if self._stopping.is_set() else logging.ERROR
+        log.log(level, "worker %d exited (code %s); %d subscribers logged out (worker-lost)",
+                index, code, len(keys))
+        for key in keys:
+            self._session_down(key, Event.WORKER_LOST.value, None)
+            self._release(key)
+
+    # -- worker messages -------------------------------------------------------------------
+    def _on_worker_message(self, handle: WorkerHandle, message: dict) -> dict | None:
+        op = message["op"]
+        if op == "ready":
+            handle.ready.set()
+            return None
+        if op == "acquire":
+            return self.acquire(handle.index, message)
+        if op == "release":
+            self._release(message["key"])
+            return None
+        if op == "session-up":
+            self._session_up(message["key"], handle.index, message["record"])
+            return None
+        if op == "session-down":
+            self._session_down(message["key"], message["cause"], message.get("counters"))
+            return None
+        if op == "update":
+            record = self.registry.get(message["key"])
+            if record is not None:
+                record.update(message["record"])
+            return None
+        if op == "counters":
+            for key, values in message.get("subs", {}).items():
+                if key in self.registry:
+                    self.counters[key] = Counters(*values)
+            return None
+        raise ipc.IpcError(f"unknown op {op!r}")
+
+    def acquire(self, worker: int, message: dict) -> dict:
+        """Licenses first, then the address (SPEC step 5); nothing held on refusal."""
+        key = message["key"]
+        if key in self.held:
+            return {"ok": False, "kind": "duplicate", "reason": f"{key} already holds resources"}
+        try:
+            self.licenses.acquire_both(key)
+        except LicenseRefused as refused:
+            self.refused[f"{refused.kind}-license"] += 1
+            return {"ok": False, "kind": "license", "reason": str(refused)}
+        vr = message.get("vr")
+        if vr not in self.cfg.vrs:
+            self.licenses.release_both(key)
+            self.refused["unknown-vr"] += 1
+            return {"ok": False, "kind": "vr", "reason": f"AAA named VR {vr!r}, which is not "
+                                                         f"configured ({', '.join(self.cfg.vrs)})"}
+        vr_pools = self.cfg.pools.get(vr, {})
+        # AAA's pool name, else the profile's (in the profile's VR), else the VR's first
+        pool = message.get("pool")
+        if not pool and vr == message.get("profile_vr"):
+            pool = message.get("profile_pool")
+        if not pool:
+            pool = next(iter(vr_pools), None)
+        try:
+            lease = self.pools.assign(vr, key, address=message.get("framed_ip"), pool=pool)
+        except PoolError as exc:
+            self.licenses.release_both(key)
+            self.refused["address"] += 1
+            log.warning("login of %s (%s) refused: %s", key, message.get("user"), exc)
+            return {"ok": False, "kind": "address", "reason": str(exc)}
+        self.held[key] = Held(worker, lease)
+        netmask = _pool_netmask(vr_pools.get(lease.pool)) if lease.pool else None
+        return {"ok": True, "address": str(lease.address), "vr": vr, "pool": lease.pool,
+                "netmask": netmask}
+
+    def _release(self, key: str) -> None:
+        held = self.held.pop(key, None)
+        if held is None:
+            return
+        try:
+            self.pools.release(held.lease)
+        except PoolError:
+            log.exception("releasing the address of %s failed", key)
+        try:
+            self.licenses.release_both(key)
+        except Exception:  # noqa: BLE001 - logged; the other releases went through
+            log.exception("releasing the licenses of %s failed", key)
+
+    def _session_up(self, key: str, worker: int, record: dict) -> None:
+        record = dict(record, worker=worker, since=time.time())
+        self.registry[key] = record
+        self.counters[key] = Counters()
+        self.stats["sessions_started"] += 1
+        if self.accountant is None:
+            return
+        radius = self.cfg.aaa.radius
+        nas = {"NAS-Port": int(record["id"]), "NAS-Port-Type": 5, "Service-Type": 2,
+               "Calling-Station-Id": record["peer"].rsplit(":", 1)[0]}
+        if radius is not None and radius.nas_ip:
+            nas["NAS-IP-Address"] = str(radius.nas_ip)
+        if radius is not None and radius.nas_identifier:
+            nas["NAS-Identifier"] = radius.nas_identifier
+        interim = record.get("interim") or self.cfg.aaa.accounting.interim_interval
+        session = AccountingSession(
+            record["acct_session_id"], record["user"], ipaddress.IPv4Address(record["address"]),
+            started_at=time.monotonic(), nas_attributes=nas,
+            class_=bytes.fromhex(record["class"]) if record.get("class") else None,
+            interim_interval=interim, authentic_radius=record.get("backend") == "radius")
+        self.accountant.start_session(session, lambda key=key: self.counters.get(key, Counters()))
+
+    def _session_down(self, key: str, cause: str, counters: list[int] | None) -> None:
+        record = self.registry.pop(key, None)
+        if record is None:
+            return
+        if counters is not None:
+            self.counters[key] = Counters(*counters)
+        self.stats[f"sessions_ended_{cause}"] += 1
+        if self.accountant is not None and record["acct_session_id"] in self.accountant.sessions:
+            self.accountant.stop_session(record["acct_session_id"], Event(cause))
+        self.counters.pop(key, None)
+        log.info("subscriber %s (%s, %s in %s) logged out: %s", key, record.get("user"),
+                 record.get("address"), record.get("vr"), cause)
+
+    # -- commands ---------------------------------------------------------------------------
+    def select(self, *, user: str | None = None, address: str | None = None,
+               vr: str | None = None, profile: str | None = None,
+               session_id: str | None = None) -> list[dict]:
+        rows = []
+        for key, record in self.registry.items():
+            if user is not None and record.get("user") != user:
+                continue
+            if address is not None and record.get("address") != str(address):
+                continue
+            if vr is not None and vr not in (record.get("vr"), record.get("netns")):
+                continue
+            if profile is not None and record.get("profile") != profile:
+                continue
+            if session_id is not None and record.get("acct_session_id") != session_id:
+                continue
+            rows.append(record)
+        return rows
+
+    async def logout(self, records: list[dict], cause: Event = Event.ADMIN_LOGOUT) -> int:
+        by_worker: dict[int, list[str]] = {}
+        for record in records:
+            by_worker.setdefault(record["worker"], []).append(record["key"])
+        count = 0
+        for index, keys in by_worker.items():
+            channel = self.workers[index].channel
+            if channel is None or channel.closed:
+                continue
+            try:
+                reply = await channel.request({"op": "logout", "keys": keys,
+                                               "cause": cause.value}, timeout=10)
+                count += int(reply.get("count", 0))
+            except ipc.IpcError as exc:
+                log.warning("logout on worker %d failed: %s", index, exc)
+        return count
+
+    async def ask_workers(self, message: dict) -> list[dict]:
+        replies = []
+        for handle in self.workers:
+            if handle.channel is None or handle.channel.closed:
+                continue
+            try:
+                replies.append(await handle.channel.request(message, timeout=5))
+            except ipc.IpcError as exc:
+                replies.append({"error": str(exc), "worker": handle.index})
+        return replies
+
+    def subscriber_rows(self) -> list[dict]:
+        now = time.time()
+        rows = []
+        for key, record in self.registry.items():
+            c = self.counters.get(key, Counters())
+            rows.append({**record, "uptime": round(now - record.get("since", now), 1),
+                         "bytes_in": c.input_octets, "bytes_out": c.output_octets,
+                         "packets_in": c.input_packets, "packets_out": c.output_packets})
+        return sorted(rows, key=lambda r: (r.get("worker", 0), r.get("id", 0)))
+
+    # -- run / stop -------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            await self.start()
+        except Exception:
+            log.exception("start-up failed")
+            self._stopping.set()
+            await self.stop()
+            return 1
+        await self._stopping.wait()
+        await self.stop()
+        return 0
+
+    async def stop(self) -> None:
+        log.info("stopping: logging every subscriber out")
+        self._stopping.set()
+        if self.control is not None:
+            await self.control.close()
+        for handle in self.workers:
+            if handle.channel is not None and not handle.channel.closed:
+                handle.channel.notify({"op": "shutdown"})
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT
+        for handle in self.workers:
+            process = handle.process
+            if process is None:
+                continue
+            try:
+                await asyncio.wait_for(process.wait(), max(0.1, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                log.error("worker %d did not stop in time: killed", handle.index)
+                process.kill()
+                await process.wait()
+        if self._watchers:
+            await asyncio.wait(self._watchers, timeout=2)
+        if self._dae is not None:
+            self._dae.close()
+        if self.accountant is not None:
+            if not await self.accountant.drain(ACCOUNTING_DRAIN):
+                log.error("%d accounting records not delivered at shutdown",
+                          self.accountant.pending())
+            if self._accounting_task is not None:
+                self._accounting_task.cancel()
+        if self._radius is not None:
+            self._radius.close()
+        for handle in self.workers:
+            for _, _, sock in handle.sockets:
+                sock.close()
+        log.info("stopped")
+
+
+def _pool_netmask(pool_cfg) -> str | None:
+    """The netmask of a pool given as one prefix (Mode-Config INTERNAL_IP4_NETMASK)."""
+    if pool_cfg is None or len(pool_cfg.ranges) != 1 or "/" not in pool_cfg.ranges[0]:
+        return None
+    return str(ipaddress.IPv4Network(pool_cfg.ranges[0]).netmask)
+
+
+class RegistryDirectory:
+    """RFC 5176 sessions over the supervisor's registry (DaeProcessor's directory)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def find(self, query: SessionQuery) -> list[object]:
+        rows = self.supervisor.select(
+            user=query.user_name, session_id=query.acct_session_id,
+            address=str(query.framed_ip) if query.framed_ip else None)
+        return [r for r in rows
+                if (query.nas_port is None or r.get("id") == query.nas_port)
+                and (query.calling_station_id is None
+                     or r.get("peer", "").rsplit(":", 1)[0] == query.calling_station_id)]
+
+    def disconnect(self, session) -> None:
+        asyncio.ensure_future(self.supervisor.logout([session], Event.RADIUS_DISCONNECT))
+
+    def change(self, session, change: AuthorizationChange) -> None:
+        channel = self.supervisor.workers[session["worker"]].channel
+        if channel is not None:
+            channel.notify({"op": "change", "key": session["key"],
+                            "session_timeout": change.session_timeout,
+                            "idle_timeout": change.idle_timeout})

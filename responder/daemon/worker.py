@@ -1,0 +1,350 @@
+"""A worker process ("IPsec server card"): one asyncio loop with the IKE engine, the
+Xauth/Mode-Config task, the RADIUS auth client, the TUN fds and the ESP SAs.
+
+Started by the supervisor as ``python -m responder.daemon.worker`` with its UDP
+sockets (already bound, in the SO_REUSEPORT groups) and one end of a socketpair
+passed as file descriptors. Holds no global resource: licenses and addresses come
+from the supervisor (:class:`IpcLink`). When the supervisor goes away (EOF on the
+socketpair, or PR_SET_PDEATHSIG), the worker logs its subscribers out and exits.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from responder.aaa.accounting import Counters
+from responder.aaa.base import Authenticator, Registry
+from responder.aaa.local import LocalBackend
+from responder.aaa.radius import RadiusBackend, RadiusClient
+from responder.config import (build_domain_maps, build_local_users, build_nas_identity,
+                              build_radius_groups, build_responder_policy, load_config,
+                              profile_limits, radius_default_group)
+from responder.config.model import ResponderConfig
+from responder.ikev1.engine import Responder
+from responder.ikev1.exchanges.transaction import TransactionPolicy, TransactionTask
+from responder.ikev1.transport import ResponderTransport
+from responder.netif import InterfaceManager
+from responder.subscriber import Event, SubscriberTable
+
+from . import ipc
+from .datapath import DataPath
+from .orchestrator import Orchestrator, Phase2Gate
+from .steering import cookie_for_worker, spi_for_worker
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WorkerResponder", "IpcLink", "Worker", "main"]
+
+COUNTER_INTERVAL = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+class WorkerResponder(Responder):
+    """The engine with responder cookies and inbound SPIs that carry this worker's
+    index (responder/daemon/steering.py): `spi % workers == index`. Overrides the
+    engine's two generators only; their uniqueness rules are kept."""
+
+    def __init__(self, *args, worker_index: int = 0, workers: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.worker_index = worker_index
+        self.workers = workers
+
+    def _new_cookie(self) -> bytes:
+        while True:
+            cookie = cookie_for_worker(self._rng, self.worker_index, self.workers)
+            if cookie not in self._responder_cookies:
+                self._responder_cookies.add(cookie)
+                return cookie
+
+    def new_spi(self) -> bytes:
+        while True:
+            spi = spi_for_worker(self._rng, self.worker_index, self.workers)
+            if spi not in self._inbound_spis:
+                self._inbound_spis.add(spi)
+                return spi
+
+
+class IpcLink:
+    """The orchestrator's SupervisorLink over the socketpair."""
+
+    def __init__(self, channel: ipc.Channel, timeout: float = 10.0) -> None:
+        self.channel = channel
+        self.timeout = timeout
+
+    async def acquire(self, key: str, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.channel.request({"op": "acquire", "key": key, **request},
+                                          timeout=self.timeout)
+
+    def release(self, key: str) -> None:
+        self.channel.notify({"op": "release", "key": key})
+
+    def session_up(self, key: str, record: dict[str, Any]) -> None:
+        self.channel.notify({"op": "session-up", "key": key, "record": record})
+
+    def session_down(self, key: str, cause: str, counters: Counters) -> None:
+        self.channel.notify({"op": "session-down", "key": key, "cause": cause,
+                             "counters": _counter_list(counters)})
+
+    def update(self, key: str, record: dict[str, Any]) -> None:
+        self.channel.notify({"op": "update", "key": key, "record": record})
+
+
+def _counter_list(c: Counters) -> list[int]:
+    return [c.input_octets, c.output_octets, c.input_packets, c.output_packets]
+
+
+class ThreadedInterfaces:
+    """The InterfaceManager in one thread of its own: pyroute2's IPRoute refuses to run
+    inside a running event loop, and the manager's namespace switch is per thread. Every
+    netlink call happens in that thread, in order; creation is awaited, removal queued
+    (the fd is closed there after the data path stopped reading it)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="netif")
+        self._manager: InterfaceManager = self._executor.submit(InterfaceManager).result()
+
+    async def create(self, vr: str, name: str, address, mtu: int):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._manager.create, vr, name,
+                                          address, mtu)
+
+    def remove(self, iface) -> None:
+        self._executor.submit(self._remove, iface)
+
+    def _remove(self, iface) -> None:
+        try:
+            self._manager.remove(iface)
+        except Exception:  # noqa: BLE001 - logged; the fd is closed by remove() anyway
+            log.exception("removing %s from %s failed", iface.name, iface.vr)
+
+    def close(self) -> None:
+        """Remove what is left, close the handles, wait for the thread."""
+        self._executor.submit(self._manager.close).result()
+        self._executor.shutdown(wait=True)
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, transport: ResponderTransport, local: tuple[str, int]) -> None:
+        self.rt = transport
+        self.local = local
+
+    def datagram_received(self, data: bytes, addr) -> None:
+        self.rt.datagram_received(data, self.local, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("socket %s:%d: %s", *self.local, exc)
+
+
+def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
+    """One Transaction policy for the worker (the task has no per-profile settings):
+    the most patient of the profiles' Xauth settings, push if any profile wants it."""
+    profiles = cfg.tunnel_profiles
+    return TransactionPolicy(
+        xauth_max_attempts=max(p.xauth.max_attempts for p in profiles),
+        xauth_timeout=max(p.xauth.timeout for p in profiles),
+        modecfg_push=any(p.mode_config.mode == "push" for p in profiles),
+        application_version="dynipsec",
+    )
+
+
+def build_authenticator(cfg: ResponderConfig) -> tuple[Authenticator, RadiusClient | None]:
+    registry = Registry()
+    registry.register(LocalBackend(build_local_users(cfg)))
+    radius = None
+    if cfg.aaa.radius is not None:
+        radius = RadiusClient(build_radius_groups(cfg), default_group=radius_default_group(cfg))
+        registry.register(RadiusBackend(radius, build_nas_identity(cfg)))
+    return Authenticator(registry, cfg.aaa.default_method, build_domain_maps(cfg)), radius
+
+
+class Worker:
+    def __init__(self, cfg: ResponderConfig, index: int, workers: int,
+                 sockets: list[tuple[str, int, socket.socket]], ipc_sock: socket.socket,
+                 generation: int = 0, boot_id: str = "0000") -> None:
+        self.cfg = cfg
+        self.index = index
+        self.workers = workers
+        self.sockets = sockets
+        self.ipc_sock = ipc_sock
+        self.generation = generation
+        self.boot_id = boot_id
+        self._stopped = asyncio.Event()
+        self._transports: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        policy = build_responder_policy(cfg)
+        gate = Phase2Gate(policy.dynamic_esp)
+        responder = WorkerResponder(policy, phase2_provider=gate, worker_index=self.index,
+                                    workers=self.workers)
+        task = TransactionTask.attach(responder, transaction_policy(cfg))
+        authenticator, radius = build_authenticator(cfg)
+        self.channel = await ipc.open_channel(self.ipc_sock, self._on_message,
+                                              name=f"worker{self.index}")
+        link = IpcLink(self.channel)
+        self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,
+                                 on_peer_activity=responder.note_peer_activity)
+        self.interfaces = ThreadedInterfaces()
+        table = SubscriberTable(profile_limits=profile_limits(cfg),
+                                session_prefix=f"{self.boot_id}{self.index:02X}{self.generation % 256:02X}")
+        self.responder = responder
+        self.orchestrator = Orchestrator(
+            cfg, worker_index=self.index, responder=responder, task=task,
+            authenticator=authenticator, link=link, interfaces=self.interfaces,
+            datapath=self.datapath, table=table, clock=loop.time, flush=self._flush_soon)
+        gate.orchestrator = self.orchestrator
+        self.rt = ResponderTransport(responder, esp_handler=self.datapath.esp_received,
+                                     event_handler=self.orchestrator.handle_event, loop=loop)
+        for address, port, sock in self.sockets:
+            local = (address, port)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda local=local: _Socket(self.rt, local), sock=sock)
+            self._transports[local] = transport
+            self.rt.attach(local, transport)
+        serve = asyncio.ensure_future(self.channel.serve())
+        serve.add_done_callback(lambda _: self._stop("supervisor channel closed"))
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop, f"signal {signum}")
+        ticker = asyncio.ensure_future(self._ticker())
+        self.channel.notify({"op": "ready", "worker": self.index, "pid": os.getpid()})
+        log.info("worker %d (generation %d) serving %s", self.index, self.generation,
+                 ", ".join(f"{a}:{p}" for a, p, _ in self.sockets))
+        await self._stopped.wait()
+        await self._shutdown()
+        ticker.cancel()
+        serve.cancel()
+        if radius is not None:
+            radius.close()
+        return 0
+
+    def _stop(self, why: str) -> None:
+        if not self._stopped.is_set():
+            log.info("worker %d stopping: %s", self.index, why)
+            self._stopped.set()
+
+    async def _shutdown(self) -> None:
+        """Log everyone out (Deletes, interfaces, accounting Stop via the supervisor)."""
+        self.orchestrator.stopping = True
+        count = self.orchestrator.logout_all(Event.NAS_SHUTDOWN)
+        self._flush()
+        if count:
+            log.info("worker %d: %d subscribers logged out", self.index, count)
+        await self.channel.drain()
+        await asyncio.sleep(0.05)  # let the Deletes leave the socket buffers
+        self.rt.close()
+        self.interfaces.close()
+
+    # -- I/O helpers ----------------------------------------------------------------------
+    _flush_pending = False
+
+    def _flush_soon(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self.rt.poke()
+
+    def _send_esp(self, data: bytes, local, remote) -> None:
+        transport = self._transports.get(local)
+        if transport is not None:
+            transport.sendto(data, remote)
+
+    def _peer_of(self, sa_id: str):
+        sa = self.responder.sa(sa_id)
+        return (sa.local, sa.remote) if sa is not None else None
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_counters = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            now = loop.time()
+            self.orchestrator.tick(now)
+            if now - last_counters >= COUNTER_INTERVAL:
+                last_counters = now
+                counters = self.orchestrator.counters()
+                if counters:
+                    self.channel.notify({"op": "counters", "subs": counters})
+
+    # -- supervisor requests ----------------------------------------------------------------
+    def _on_message(self, message: dict) -> dict | None:
+        op = message["op"]
+        if op == "logout":
+            cause = Event(message.get("cause", Event.ADMIN_LOGOUT.value))
+            if message.get("all"):
+                return {"count": self.orchestrator.logout_all(cause)}
+            return {"count": self.orchestrator.logout(list(message.get("keys", [])), cause)}
+        if op == "change":
+            return {"ok": self.orchestrator.change(message["key"], message.get("session_timeout"),
+                                                   message.get("idle_timeout"))}
+        if op == "show":
+            return self._show(message.get("what", ""))
+        if op == "shutdown":
+            self._stop("supervisor asked")
+            return {"ok": True}
+        raise ipc.IpcError(f"unknown op {op!r}")
+
+    def _show(self, what: str) -> dict:
+        o = self.orchestrator
+        if what == "ike-sa":
+            return {"rows": o.describe_ike_sas()}
+        if what == "ipsec-sa":
+            return {"rows": self.datapath.describe_children()}
+        if what == "statistics":
+            return {"engine": dict(self.responder.stats), "worker": dict(o.stats),
+                    "refused": dict(o.refused), "datapath": dict(self.datapath.stats),
+                    "transaction": dict(o.task.stats), "ike_sas": self.responder.sa_count,
+                    "subscribers": len(o.table)}
+        raise ipc.IpcError(f"unknown show {what!r}")
+
+
+def _set_parent_death_signal() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dynipsec-worker")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--generation", type=int, default=0)
+    parser.add_argument("--boot-id", default="0000")
+    parser.add_argument("--ipc-fd", type=int, required=True)
+    parser.add_argument("--socket", action="append", default=[],
+                        help="ADDRESS:PORT:FD of an inherited bound UDP socket")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    _set_parent_death_signal()
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    cfg = load_config(args.config)
+    sockets = []
+    for spec in args.socket:
+        address, port, fd = spec.rsplit(":", 2)
+        sockets.append((address, int(port), socket.socket(fileno=int(fd))))
+    ipc_sock = socket.socket(fileno=args.ipc_fd)
+    worker = Worker(cfg, args.index, args.workers, sockets, ipc_sock, args.generation,
+                    args.boot_id)
+    return asyncio.run(worker.run())
+
+
+if __name__ == "__main__":
+    t0 = time.monotonic()
+    sys.exit(main())
