@@ -1,7 +1,7 @@
 """`dynipsec demo`: the default lab, a gateway, a mix of real clients, a table of results.
 
-Brings up the default topology, starts the gateway in the router (the reference
-strongSwan one until dynipsec logs subscribers in), runs the default scenario
+Brings up the default topology, starts the gateway in the router (dynipsec by
+default, the reference strongSwan one with --gateway strongswan), runs the default scenario
 (strongSwan main, strongSwan aggressive and vpnc clients in both VRs, some
 behind the NAT host), prints the table, and tears everything down. Exit status
 0 only if every client passed.
@@ -25,8 +25,9 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="bring up the default lab, log in real IPsec clients, "
                                     "print what they got, tear down",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gateway", choices=GATEWAY_KINDS, default="strongswan",
-                   help="gateway in the router node (default: strongswan, the reference)")
+    p.add_argument("--gateway", choices=GATEWAY_KINDS, default="dynipsec",
+                   help="gateway in the router node (default: dynipsec; strongswan is the "
+                        "reference)")
     p.add_argument("--clients", type=int, default=DEFAULT_CLIENTS, metavar="N",
                    help=f"number of clients to log in (default {DEFAULT_CLIENTS}; "
                         "up to 4 of them behind the NAT host)")

@@ -397,7 +397,9 @@ class Orchestrator:
 
     async def _login(self, sub: Subscriber, creds: tev.XauthCredentials) -> None:
         sa_id = creds.sa_id
-        info = self.info[sub.id]
+        info = self.info.get(sub.id)
+        if info is None or not sub.live:
+            return
         profile = self.profiles[sub.profile]
         t0 = self.clock()
         nas = NasInfo(nas_port=sub.id, calling_station_id=str(sub.peer.address),

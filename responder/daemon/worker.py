@@ -152,6 +152,10 @@ def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
         xauth_max_attempts=max(p.xauth.max_attempts for p in profiles),
         xauth_timeout=max(p.xauth.timeout for p in profiles),
         modecfg_push=any(p.mode_config.mode == "push" for p in profiles),
+        # strongSwan clients ask only for ADDR, DNS and Unity split attributes; they get
+        # netmask, WINS, banner and domain only unrequested (as from the reference
+        # gateway), and issue 4 wants every client to receive all of them.
+        answer_unrequested=True,
         application_version="dynipsec",
     )
 
@@ -213,8 +217,12 @@ class Worker:
             self.rt.attach(local, transport)
         serve = asyncio.ensure_future(self.channel.serve())
         serve.add_done_callback(lambda _: self._stop("supervisor channel closed"))
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self._stop, f"signal {signum}")
+        # Not loop.add_signal_handler: that installs a wakeup fd, and pyroute2 forks
+        # helpers for namespaces whose own SIGTERM would then wake OUR handler through
+        # the inherited pipe. SIGINT (a terminal's ^C) is the supervisor's to handle.
+        signal.signal(signal.SIGTERM, lambda signum, frame: loop.call_soon_threadsafe(
+            self._stop, f"signal {signum}"))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         ticker = asyncio.ensure_future(self._ticker())
         self.channel.notify({"op": "ready", "worker": self.index, "pid": os.getpid()})
         log.info("worker %d (generation %d) serving %s", self.index, self.generation,

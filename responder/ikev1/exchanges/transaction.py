@@ -193,7 +193,9 @@ class TransactionTask:
             self._ignore(sa, "wrong_cfg_type", f"{lookup(CfgType, payload.cfg_type).name} on "
                          f"{message_id:08x}, {pending.expects.name} expected")
             return
-        if payload.identifier != pending.identifier:
+        # strongSwan 5.9 clients answer Xauth with identifier 0 (their xauth_generic
+        # builds a fresh CP payload): 0 means "not echoed", anything else must match.
+        if payload.identifier not in (pending.identifier, 0):
             self._ignore(sa, "wrong_identifier", f"identifier {payload.identifier} on "
                          f"{message_id:08x}, {pending.identifier} expected")
             return
