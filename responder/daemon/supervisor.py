@@ -34,7 +34,7 @@ from responder.aaa.radius import RadiusClient
 from responder.config import (build_dae_clients, build_license_manager, build_pool_manager,
                               build_radius_groups, radius_default_group)
 from responder.config.model import ResponderConfig
-from responder.licenses import LicenseRefused
+from responder.licenses import TUNNEL, LicenseRefused
 from responder.pools import Lease, PoolError
 from responder.subscriber import Event
 
@@ -223,7 +223,7 @@ class Supervisor:
         try:
             self.licenses.acquire_both(key)
         except LicenseRefused as refused:
-            self.refused[f"{refused.kind}-license"] += 1
+            self.refused["tunnel-license" if refused.kind == TUNNEL else "subscriber-license"] += 1
             return {"ok": False, "kind": "license", "reason": str(refused)}
         vr = message.get("vr")
         if vr not in self.cfg.vrs:
