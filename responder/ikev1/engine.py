@@ -18,10 +18,11 @@ Main/Aggressive Mode, Quick Mode, Informational built in; further ones
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
 from .crypto.errors import CryptoError
@@ -105,7 +106,7 @@ class SaContext:
             self._responder._arm_retransmit(sa, message_id, data, self.now)
 
     def request_answered(self, sa: IkeSa, message_id: int) -> None:
-        self._responder._retransmits.pop((sa.sa_id, message_id), None)
+        self._responder._drop_retransmit((sa.sa_id, message_id))
 
     def transaction_complete(self, sa: IkeSa) -> None:
         """Quick Mode is now allowed on a dynamic SA (policy.require_transaction)."""
@@ -144,6 +145,22 @@ class _Retransmit:
     next_at: float
     interval: float
     tries_left: int
+    #: position in `_retransmits` (dict order): due entries fire in this order
+    order: int = 0
+
+
+@dataclass(slots=True)
+class _SaBook:
+    """The engine's bookkeeping for one SA: creation order, where it is
+    counted, its entry in the timer heap and its pending retransmissions."""
+
+    seq: int
+    peer: str
+    half_open: bool
+    #: the deadline of this SA's live heap entry: a lower bound of its real
+    #: next deadline (a later deadline is found when the entry pops)
+    indexed: float | None = None
+    retransmits: set[int] = field(default_factory=set)
 
 
 class Responder:
@@ -167,6 +184,20 @@ class Responder:
         self._events: deque[Event] = deque()
         self._next_sa_number = 1
         self.stats: Counter[str] = Counter()
+        # Timers and limits in O(log n) / O(1) per SA instead of scanning all
+        # SAs: a heap of (deadline, seq, sa_id) with lazy deletion, counters
+        # kept per SA in `_books`, and SAs whose watched fields changed
+        # (IkeSa.WATCHED_FIELDS) or that handled a message in `_dirty`, synced
+        # before the next timer or limit question.
+        self._books: dict[str, _SaBook] = {}
+        self._dirty: dict[str, IkeSa] = {}
+        self._timer_heap: list[tuple[float, int, str]] = []
+        self._retransmit_heap: list[tuple[float, int, tuple[str, int], _Retransmit]] = []
+        self._pushes = 0
+        self._retransmit_order = 0
+        self._half_open = 0
+        self._half_open_by_peer: Counter[str] = Counter()
+        self._sas_by_peer: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ API
     def context(self, now: float) -> SaContext:
@@ -211,19 +242,63 @@ class Responder:
             yield self._events.popleft()
 
     def get_timer(self) -> float | None:
-        """Earliest time `handle_timer` must run (O(SAs); fine per worker)."""
-        times = [r.next_at for r in self._retransmits.values()]
-        for sa in self._by_id.values():
-            times.extend(t for t in self._sa_deadlines(sa) if t is not None)
-        return min(times, default=None)
+        """Earliest time `handle_timer` must run (heap top: O(log n) amortised)."""
+        self._sync_dirty()
+        heap, books = self._timer_heap, self._books
+        sa_time = None
+        while heap:
+            when, seq, sa_id = heap[0]
+            book = books.get(sa_id)
+            if book is None or book.indexed != when:
+                heapq.heappop(heap)  # stale: SA gone or entry superseded
+                continue
+            actual = self._next_deadline(self._by_id[sa_id])
+            if actual == when:
+                sa_time = when
+                break
+            heapq.heappop(heap)  # the deadline moved later (or went): re-index
+            book.indexed = None
+            self._index(sa_id, book, actual)
+        retransmit = self._retransmit_top()
+        if retransmit is None:
+            return sa_time
+        return retransmit if sa_time is None else min(sa_time, retransmit)
 
     def handle_timer(self, now: float) -> None:
+        """Run what is due at `now`; touches only the SAs and retransmissions
+        that are due (SAs in creation order, then retransmissions in the order
+        they were first armed)."""
         ctx = SaContext(self, now)
-        for sa in list(self._by_id.values()):
-            self._sa_timers(ctx, sa)
-        for key, retransmit in list(self._retransmits.items()):
-            if retransmit.next_at <= now:
-                self._retransmit(ctx, key, retransmit)
+        self._sync_dirty()
+        heap, books = self._timer_heap, self._books
+        due: dict[str, tuple[int, IkeSa]] = {}
+        while heap and heap[0][0] <= now:
+            when, seq, sa_id = heapq.heappop(heap)
+            book = books.get(sa_id)
+            if book is None or book.indexed != when:
+                continue
+            book.indexed = None
+            sa = self._by_id[sa_id]
+            actual = self._next_deadline(sa)
+            if actual is not None and actual <= now:
+                due[sa_id] = (seq, sa)
+            else:
+                self._index(sa_id, book, actual)
+        for _, sa in sorted(due.values(), key=lambda item: item[0]):
+            if sa.sa_id in self._by_id:
+                self._sa_timers(ctx, sa)
+                self._mark_dirty(sa)
+        rheap = self._retransmit_heap
+        due_retransmits = []
+        while rheap and rheap[0][0] <= now:
+            when, _, key, entry = heapq.heappop(rheap)
+            if self._retransmits.get(key) is entry and entry.next_at == when:
+                due_retransmits.append(entry)
+        for entry in sorted(due_retransmits, key=lambda e: e.order):
+            key = (entry.sa_id, entry.message_id)
+            if self._retransmits.get(key) is entry:  # an earlier one may have removed it
+                self._retransmit(ctx, key, entry)
+        self._sync_dirty()
 
     def note_peer_activity(self, sa_id: str, now: float) -> None:
         """The data path saw an authenticated ESP packet from this peer."""
@@ -247,6 +322,7 @@ class Responder:
         self._send(sa, informational.build_delete(ctx, sa, ProtocolId.IPSEC_ESP,
                                                   [child.inbound_spi]))
         self._remove_child(sa, child_id, reason)
+        self._mark_dirty(sa)
 
     def sa(self, sa_id: str) -> IkeSa | None:
         return self._by_id.get(sa_id)
@@ -265,6 +341,7 @@ class Responder:
         sa = self._lookup(header, data, local, remote, now)
         if sa is None:
             return
+        self._mark_dirty(sa)  # children / Quick Modes may change: re-index
         cached = sa.cached_reply(data)
         if cached is not None:
             self.stats["retransmit_answered"] += 1
@@ -319,19 +396,20 @@ class Responder:
             self._drop("policy_denied", remote)
             log.info("IKE policy rule denies phase 1 from %s", remote[0])
             return None
-        half_open = [sa for sa in self._by_id.values() if not sa.established]
-        if len(half_open) >= limits.max_half_open:
+        self._sync_dirty()  # counters follow established / moved SAs
+        if self._half_open >= limits.max_half_open:
             self._drop("half_open_limit", remote)
             return None
-        if sum(1 for sa in half_open if sa.remote[0] == remote[0]) >= limits.max_half_open_per_peer:
+        if self._half_open_by_peer[remote[0]] >= limits.max_half_open_per_peer:
             self._drop("half_open_peer_limit", remote)
             return None
-        if sum(1 for sa in self._by_id.values() if sa.remote[0] == remote[0]) >= limits.max_sas_per_peer \
+        if self._sas_by_peer[remote[0]] >= limits.max_sas_per_peer \
                 or len(self._by_id) >= limits.max_sas:
             self._drop("sa_limit", remote)
             return None
         cky_r = self._new_cookie()
-        sa_id = f"ike{self._next_sa_number}"
+        seq = self._next_sa_number
+        sa_id = f"ike{seq}"
         self._next_sa_number += 1
         exchange = "aggressive" if header.exchange_type == ExchangeType.AGGRESSIVE else "main"
         sa = IkeSa(sa_id=sa_id, cky_i=header.initiator_cookie, cky_r=cky_r, local=local,
@@ -341,6 +419,10 @@ class Responder:
         self._by_id[sa_id] = sa
         self._by_initiator[(sa.cky_i, remote)] = sa
         self._initiator_key[sa_id] = (sa.cky_i, remote)
+        self._books[sa_id] = _SaBook(seq, remote[0], half_open=True)
+        self._count(remote[0], True, +1)
+        sa.on_change = self._mark_dirty
+        self._mark_dirty(sa)
         self.stats["phase1_started"] += 1
         log.info("[%s] new %s mode phase 1 from %s:%d to %s:%d", sa_id, exchange, *remote, *local)
         return sa
@@ -476,25 +558,99 @@ class Responder:
 
     def _arm_retransmit(self, sa: IkeSa, message_id: int, data: bytes, now: float) -> None:
         policy = self.policy.retransmit
-        self._retransmits[(sa.sa_id, message_id)] = _Retransmit(
-            sa.sa_id, message_id, data, now + policy.timeout, policy.timeout, policy.tries)
+        key = (sa.sa_id, message_id)
+        previous = self._retransmits.get(key)
+        if previous is not None:
+            order = previous.order  # replacing a key keeps its dict position
+        else:
+            self._retransmit_order += 1
+            order = self._retransmit_order
+        entry = _Retransmit(sa.sa_id, message_id, data, now + policy.timeout, policy.timeout,
+                            policy.tries, order)
+        self._retransmits[key] = entry
+        book = self._books.get(sa.sa_id)
+        if book is not None:
+            book.retransmits.add(message_id)
+        self._push_retransmit(key, entry)
+
+    def _push_retransmit(self, key: tuple[str, int], entry: _Retransmit) -> None:
+        self._pushes += 1
+        heapq.heappush(self._retransmit_heap, (entry.next_at, self._pushes, key, entry))
+        if len(self._retransmit_heap) > 2 * len(self._retransmits) + 1024:
+            self._retransmit_heap = [(e.next_at, i, k, e) for i, (k, e)
+                                     in enumerate(self._retransmits.items())]
+            heapq.heapify(self._retransmit_heap)
+
+    def _drop_retransmit(self, key: tuple[str, int]) -> None:
+        if self._retransmits.pop(key, None) is not None:
+            book = self._books.get(key[0])
+            if book is not None:
+                book.retransmits.discard(key[1])
+
+    def _retransmit_top(self) -> float | None:
+        heap = self._retransmit_heap
+        while heap:
+            when, _, key, entry = heap[0]
+            if self._retransmits.get(key) is entry and entry.next_at == when:
+                return when
+            heapq.heappop(heap)
+        return None
 
     def _retransmit(self, ctx: SaContext, key: tuple[str, int], entry: _Retransmit) -> None:
         sa = self._by_id.get(entry.sa_id)
         if sa is None:
-            del self._retransmits[key]
+            self._drop_retransmit(key)
             return
         if entry.tries_left <= 0:
-            del self._retransmits[key]
+            self._drop_retransmit(key)
             ctx.sa_log(sa).warning("request %08x unanswered, giving up", entry.message_id)
             self._delete_phase1(sa, "retransmit-timeout", notify_peer=True, ctx=ctx)
             return
         entry.tries_left -= 1
         entry.interval *= self.policy.retransmit.backoff
         entry.next_at = ctx.now + entry.interval
+        self._push_retransmit(key, entry)
         self._send(sa, entry.data)
 
     # ---------------------------------------------------------------- timers
+    def _mark_dirty(self, sa: IkeSa) -> None:
+        """IkeSa.on_change: re-count and re-index this SA before the next
+        timer or limit question."""
+        self._dirty[sa.sa_id] = sa
+
+    def _sync_dirty(self) -> None:
+        while self._dirty:
+            _, sa = self._dirty.popitem()
+            book = self._books.get(sa.sa_id)
+            if book is None or self._by_id.get(sa.sa_id) is not sa:
+                continue  # removed meanwhile
+            half_open = not sa.established
+            if book.peer != sa.remote[0] or book.half_open != half_open:
+                self._count(book.peer, book.half_open, -1)
+                book.peer, book.half_open = sa.remote[0], half_open
+                self._count(book.peer, half_open, +1)
+            self._index(sa.sa_id, book, self._next_deadline(sa))
+
+    def _index(self, sa_id: str, book: _SaBook, deadline: float | None) -> None:
+        """Push `deadline` unless the SA's live entry already fires earlier."""
+        if deadline is None or (book.indexed is not None and book.indexed <= deadline):
+            return
+        book.indexed = deadline
+        heapq.heappush(self._timer_heap, (deadline, book.seq, sa_id))
+        if len(self._timer_heap) > 2 * len(self._books) + 1024:  # many stale entries
+            self._timer_heap = [(b.indexed, b.seq, i) for i, b in self._books.items()
+                                if b.indexed is not None]
+            heapq.heapify(self._timer_heap)
+
+    def _count(self, peer: str, half_open: bool, delta: int) -> None:
+        _bump(self._sas_by_peer, peer, delta)
+        if half_open:
+            self._half_open += delta
+            _bump(self._half_open_by_peer, peer, delta)
+
+    def _next_deadline(self, sa: IkeSa) -> float | None:
+        return min((t for t in self._sa_deadlines(sa) if t is not None), default=None)
+
     def _sa_deadlines(self, sa: IkeSa) -> list[float | None]:
         times = [sa.half_open_deadline, sa.expires_at, sa.transaction_deadline,
                  informational.dpd_next_time(self.policy, sa)]
@@ -555,8 +711,12 @@ class Responder:
         self._by_cookies.pop((sa.cky_i, sa.cky_r), None)
         self._responder_cookies.discard(sa.cky_r)
         self._forget_initiator_key(sa)
-        for key in [k for k in self._retransmits if k[0] == sa.sa_id]:
-            del self._retransmits[key]
+        book = self._books.pop(sa.sa_id)
+        self._count(book.peer, book.half_open, -1)
+        for message_id in book.retransmits:
+            self._retransmits.pop((sa.sa_id, message_id), None)
+        self._dirty.pop(sa.sa_id, None)
+        sa.on_change = None
         log.info("[%s] phase 1 removed: %s", sa.sa_id, reason)
         for handler in self._handlers.values():
             on_deleted = getattr(handler, "phase1_deleted", None)
@@ -564,6 +724,14 @@ class Responder:
                 on_deleted(ctx, sa.sa_id, reason)
         if sa.established:
             self._events.append(Phase1Deleted(sa.sa_id, sa.remote, reason))
+
+
+def _bump(counter: Counter[str], key: str, delta: int) -> None:
+    value = counter[key] + delta
+    if value:
+        counter[key] = value
+    else:
+        del counter[key]
 
 
 def _notify_of(exc: Exception) -> int | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .crypto.dh import DHKeyPair
 from .crypto.iv import MessageCipher
@@ -19,12 +19,26 @@ from .vendor_ids import NattVersion, PeerFeatures
 from .policy import Identity, Selector
 from .proposals import EspChoice, Phase1Choice
 
-__all__ = ["ChildSa", "IkeSa", "QuickModeState", "datagram_digest", "MAX_CACHED_REPLIES"]
+__all__ = ["ChildSa", "IkeSa", "QuickModeState", "datagram_digest", "MAX_CACHED_REPLIES",
+           "WATCHED_FIELDS"]
 
 Address = tuple[str, int]
 
 #: Replies kept for retransmission detection (phase 1 + a few parallel QMs).
 MAX_CACHED_REPLIES = 4
+
+
+#: Fields whose change can move the SA's next deadline or its place in the
+#: engine's counters (half-open, per peer). Setting one calls `on_change`, so
+#: the engine's timer index and counters stay right even when a task changes
+#: them outside a datagram (e.g. the daemon's AAA answer re-arms
+#: `transaction_deadline`). Children and Quick Modes change only while the
+#: engine handles a datagram or a timer for this SA; the engine re-indexes
+#: the SA after each.
+WATCHED_FIELDS = frozenset({
+    "half_open_deadline", "expires_at", "transaction_deadline", "established_at",
+    "last_activity", "dpd_sent_at", "dpd_outstanding", "features", "remote",
+})
 
 
 def datagram_digest(data: bytes) -> bytes:
@@ -109,6 +123,15 @@ class IkeSa:
     dpd_next_probe: float | None = None
     # --- retransmission detection: digest of a request -> our reply datagrams
     replies: "OrderedDict[bytes, list[bytes]]" = field(default_factory=OrderedDict)
+    #: set by the engine: called with this SA when a WATCHED_FIELDS field changes
+    on_change: Callable[["IkeSa"], None] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in WATCHED_FIELDS:
+            hook = self.__dict__.get("on_change")
+            if hook is not None:
+                hook(self)
 
     @property
     def established(self) -> bool:
