@@ -233,3 +233,30 @@ def test_admin_logout_and_sigterm(lab, plan, gateway):
         assert wait_until(lambda: len(acct_records(lab, row["acct_session_id"])) >= 2, 5)
         assert acct_records(lab, row["acct_session_id"])[-1]["Acct-Terminate-Cause"] == cause
     gateway.start()  # the module fixture stops it again
+
+
+def test_radius_disconnect_and_session_timeout(lab, plan, gateway):
+    """RFC 5176 Disconnect-Request from FreeRADIUS logs a subscriber out (Admin-Reset);
+    RADIUS Session-Timeout 5 s ends radius-short's session (Session-Timeout)."""
+    if gateway.aaa != "radius":
+        pytest.skip("RADIUS attributes and requests")
+    with client_for(lab, plan, node_name(lab, 37), "vpnc", "aggressive", "user037", "vr2") as a, \
+            client_for(lab, plan, node_name(lab, 38), "strongswan", "aggressive", "radius-short",
+                       "vr1") as b:
+        a.connect()
+        b.connect()
+        a.wait_up(20)
+        b.wait_up(20)
+        started = time.monotonic()
+        row_a = gateway.subscriber_rows(user="user037")[0]
+        row_b = gateway.subscriber_rows(user="radius-short")[0]
+        assert row_b["session_timeout"] == 5
+        answer = lab.radius.send_dynamic_authorization("disconnect", user="user037")
+        assert "Disconnect-ACK" in answer, answer
+        assert wait_until(lambda: "user037" not in {s.user for s in gateway.subscribers()}, 5)
+        assert wait_until(lambda: "radius-short" not in {s.user for s in gateway.subscribers()}, 10)
+        assert time.monotonic() - started >= 3.5
+    for row, cause in ((row_a, "Admin-Reset"), (row_b, "Session-Timeout")):
+        assert wait_until(lambda: len(acct_records(lab, row["acct_session_id"])) >= 2, 5)
+        assert acct_records(lab, row["acct_session_id"])[-1]["Acct-Terminate-Cause"] == cause
+    assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), 3)
