@@ -397,8 +397,13 @@ class TransactionTask:
         return session
 
     def _prune(self) -> None:
-        """Forget sessions of SAs the engine removed (if the daemon did not
-        call `phase1_deleted`), so the table stays bounded by live SAs."""
+        """Forget sessions of SAs the engine removed without `phase1_deleted`
+        reaching us, so the table stays bounded by live SAs. The engine calls
+        `phase1_deleted` on every removal, so normally there is nothing to do:
+        scan (O(sessions)) only when there are more sessions than live SAs
+        (this ran once per login and cost O(SAs) each time)."""
+        if len(self._sessions) <= self._responder.sa_count:
+            return
         for sa_id in [s for s, session in self._sessions.items()
                       if self._responder.sa(s) is not session.sa]:
             del self._sessions[sa_id]
