@@ -649,7 +649,22 @@ class Responder:
             _bump(self._half_open_by_peer, peer, delta)
 
     def _next_deadline(self, sa: IkeSa) -> float | None:
-        return min((t for t in self._sa_deadlines(sa) if t is not None), default=None)
+        """min(_sa_deadlines(sa)) without building the list (runs per datagram)."""
+        best = sa.half_open_deadline
+        for t in (sa.expires_at, sa.transaction_deadline,
+                  informational.dpd_next_time(self.policy, sa)):
+            if t is not None and (best is None or t < best):
+                best = t
+        for child in sa.children.values():
+            if best is None or child.expires_at < best:
+                best = child.expires_at
+        if sa.quick_modes:
+            timeout = self.policy.limits.half_open_timeout
+            for qm in sa.quick_modes.values():
+                t = qm.started_at + timeout
+                if best is None or t < best:
+                    best = t
+        return best
 
     def _sa_deadlines(self, sa: IkeSa) -> list[float | None]:
         times = [sa.half_open_deadline, sa.expires_at, sa.transaction_deadline,
