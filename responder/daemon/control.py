@@ -114,6 +114,7 @@ class ControlServer:
         s = self.supervisor
         what = req.get("what")
         if what == "subscribers":
+            await s.refresh_counters()
             rows = [r for r in s.subscriber_rows()
                     if (not req.get("vr") or req["vr"] in (r.get("vr"), r.get("netns")))
                     and (not req.get("profile") or r.get("profile") == req["profile"])

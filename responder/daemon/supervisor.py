@@ -345,6 +345,13 @@ class Supervisor:
                 replies.append({"error": str(exc), "worker": handle.index})
         return replies
 
+    async def refresh_counters(self) -> None:
+        """Fresh data-path counters from every worker (else the last periodic push)."""
+        for reply in await self.ask_workers({"op": "show", "what": "counters"}):
+            for key, values in reply.get("subs", {}).items():
+                if key in self.registry:
+                    self.counters[key] = Counters(*values)
+
     def subscriber_rows(self) -> list[dict]:
         now = time.time()
         rows = []

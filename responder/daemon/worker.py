@@ -308,6 +308,8 @@ class Worker:
         o = self.orchestrator
         if what == "ike-sa":
             return {"rows": o.describe_ike_sas()}
+        if what == "counters":
+            return {"subs": o.counters()}
         if what == "ipsec-sa":
             return {"rows": self.datapath.describe_children()}
         if what == "statistics":

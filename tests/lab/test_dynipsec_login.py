@@ -11,9 +11,12 @@ FreeRADIUS's detail file.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -64,6 +67,15 @@ def _subscriber_links(lab, plan) -> list[str]:
         out = vr_cmd(lab, group.vr, "ip -o link show")
         found += re.findall(r"^\d+: (ips\d+-\d+)", out, re.M)
     return found
+
+
+def cli(gateway, *args) -> dict:
+    """`dynipsec show|logout ... --json` against the gateway's control socket."""
+    run = subprocess.run([sys.executable, "-m", "responder", *args, "-s",
+                          gateway.daemon.control_socket], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
 
 
 def wait_until(predicate, timeout: float = 5.0) -> bool:
@@ -126,6 +138,17 @@ def test_login_config_route_ping_teardown(lab, plan, gateway, kind, mode, group)
         assert ping.sent == ping.received == 3, ping
         assert after[expected.vr] - before[expected.vr] >= 3
         assert after[other.vr] == before[other.vr]
+        # counters and the CLI on the control socket
+        live = gateway.subscriber_rows(user=user)[0]
+        assert live["packets_in"] >= 3 and live["packets_out"] >= 3, live
+        assert cli(gateway, "show", "subscribers", "--user", user, "--json")["rows"][0][
+            "interface"] == row["interface"]
+        assert user in subprocess.run(
+            [sys.executable, "-m", "responder", "show", "subscribers", "-s",
+             gateway.daemon.control_socket], capture_output=True, text=True, timeout=30).stdout
+        assert any(r["ike_sa"] == row["ike_sa"] for r in cli(gateway, "show", "ike-sa", "--json")["rows"])
+        assert len([r for r in cli(gateway, "show", "ipsec-sa", "--json")["rows"]
+                    if r["subscriber"] == row["key"]]) == 1
         client.disconnect()
     check_logged_out(lab, gateway, user, row)
     # RADIUS accounting: Start and Stop (User-Request) for the session
