@@ -368,6 +368,12 @@ class Orchestrator:
         if sub is not None and sub.live:
             self._teardown(sub, Event.DPD_TIMEOUT)
 
+    def _on_initial_contact(self, event: ev.InitialContact) -> None:
+        # Not acted upon: behind a NAT many clients share one address, so "this peer's
+        # older sessions" needs the user too, known only after Xauth (see docs).
+        log.info("[%s] INITIAL-CONTACT from %s:%d (%s)", event.sa_id, *event.peer,
+                 event.identity)
+
     def _on_exchange_failed(self, event: ev.ExchangeFailed) -> None:
         self.stats[f"exchange_failed_{event.exchange.lower()}"] += 1
 
@@ -381,6 +387,7 @@ class Orchestrator:
         ev.Phase2Deleted: _on_phase2_deleted,
         ev.Phase1Deleted: _on_phase1_deleted,
         ev.PeerDead: _on_peer_dead,
+        ev.InitialContact: _on_initial_contact,
         ev.ExchangeFailed: _on_exchange_failed,
     }
 
