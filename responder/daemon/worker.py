@@ -50,27 +50,16 @@ PR_SET_PDEATHSIG = 1
 
 class WorkerResponder(Responder):
     """The engine with responder cookies and inbound SPIs that carry this worker's
-    index (responder/daemon/steering.py): `spi % workers == index`. Overrides the
-    engine's two generators only; their uniqueness rules are kept."""
+    index (responder/daemon/steering.py): `spi % workers == index`, through the
+    engine's public identifier factories (it keeps the uniqueness rules)."""
 
     def __init__(self, *args, worker_index: int = 0, workers: int = 1, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            *args, **kwargs,
+            cookie_factory=lambda rng: cookie_for_worker(rng, worker_index, workers),
+            spi_factory=lambda rng: spi_for_worker(rng, worker_index, workers))
         self.worker_index = worker_index
         self.workers = workers
-
-    def _new_cookie(self) -> bytes:
-        while True:
-            cookie = cookie_for_worker(self._rng, self.worker_index, self.workers)
-            if cookie not in self._responder_cookies:
-                self._responder_cookies.add(cookie)
-                return cookie
-
-    def new_spi(self) -> bytes:
-        while True:
-            spi = spi_for_worker(self._rng, self.worker_index, self.workers)
-            if spi not in self._inbound_spis:
-                self._inbound_spis.add(spi)
-                return spi
 
 
 class IpcLink:

@@ -25,7 +25,6 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from .crypto.errors import CryptoError
 from .enums import ExchangeType, NotifyType, ProtocolId, lookup
 from .errors import CodecError, ProtocolError, RemoteProtocolError
 from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
@@ -37,12 +36,25 @@ from .message import Message, parse_header
 from .natt_framing import Port4500Kind, add_non_esp_marker, classify_port4500
 from .policy import ResponderPolicy
 
-__all__ = ["Datagram", "Responder", "SaContext", "TransactionHandler", "Address"]
+__all__ = ["Datagram", "Responder", "SaContext", "TransactionHandler", "Address",
+           "IdentifierFactory", "random_cookie", "random_spi"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 Rng = Callable[[int], bytes]
+#: makes one candidate identifier (responder cookie: 8 bytes, inbound SPI: 4
+#: bytes) from the engine's rng; the engine keeps the rules (non-zero cookie,
+#: SPI >= 256, unique) and asks again when a candidate breaks one.
+IdentifierFactory = Callable[[Rng], bytes]
+
+
+def random_cookie(rng: Rng) -> bytes:
+    return rng(8)
+
+
+def random_spi(rng: Rng) -> bytes:
+    return rng(4)
 
 #: Notifies we answer before phase 1 completes (unprotected, RFC 2408 §5);
 #: everything else is only logged, so that a spoofed packet cannot make us
@@ -147,6 +159,10 @@ class _Retransmit:
     tries_left: int
     #: position in `_retransmits` (dict order): due entries fire in this order
     order: int = 0
+    #: what it is, i.e. what giving up means: "request" (ours, e.g. Xauth: the
+    #: phase 1 SA goes), "aggressive" (AM msg 2 until msg 3: the half-open SA
+    #: goes), "quick_mode" (QM msg 2 until HASH(3): that Quick Mode goes)
+    kind: str = "request"
 
 
 @dataclass(slots=True)
@@ -167,9 +183,16 @@ class Responder:
     """One IKEv1 responder instance (one per worker)."""
 
     def __init__(self, policy: ResponderPolicy, *, rng: Rng = os.urandom,
-                 phase2_provider: Phase2Provider | None = None) -> None:
+                 phase2_provider: Phase2Provider | None = None,
+                 cookie_factory: IdentifierFactory = random_cookie,
+                 spi_factory: IdentifierFactory = random_spi) -> None:
+        """`cookie_factory` / `spi_factory` make candidate responder cookies and
+        inbound SPIs from `rng` (e.g. the daemon encodes its worker index in
+        them); the engine enforces non-zero / >= 256 and uniqueness."""
         self.policy = policy
         self._rng = rng
+        self._cookie_factory = cookie_factory
+        self._spi_factory = spi_factory
         self._phase2 = phase2_provider or DefaultPhase2Provider(policy.dynamic_esp)
         self._by_cookies: dict[tuple[bytes, bytes], IkeSa] = {}
         self._by_id: dict[str, IkeSa] = {}
@@ -355,8 +378,8 @@ class Responder:
         except InvalidTransition as exc:
             self._drop("out_of_order", remote, exc, sa)
             return
-        except (ProtocolError, CryptoError) as exc:
-            self._fail(ctx, sa, header.exchange_type, exc, local, remote)
+        except ProtocolError as exc:  # codec, crypto and exchange errors alike
+            self._fail(ctx, sa, header.exchange_type, exc, local, remote, data)
             return
         if header.exchange_type != ExchangeType.INFORMATIONAL:
             sa.remember_reply(data, replies + ctx.captured_replies)
@@ -429,7 +452,9 @@ class Responder:
 
     def _new_cookie(self) -> bytes:
         while True:
-            cookie = self._rng(8)
+            cookie = self._cookie_factory(self._rng)
+            if len(cookie) != 8:
+                raise ValueError(f"cookie_factory made {len(cookie)} bytes, 8 expected")
             if cookie != bytes(8) and cookie not in self._responder_cookies:
                 self._responder_cookies.add(cookie)
                 return cookie
@@ -437,7 +462,9 @@ class Responder:
     def new_spi(self) -> bytes:
         """A fresh inbound SPI: 256.. (RFC 4303 §2.1 reserves 1-255), unused."""
         while True:
-            spi = self._rng(4)
+            spi = self._spi_factory(self._rng)
+            if len(spi) != 4:
+                raise ValueError(f"spi_factory made {len(spi)} bytes, 4 expected")
             if int.from_bytes(spi, "big") >= 256 and spi not in self._inbound_spis:
                 self._inbound_spis.add(spi)
                 return spi
@@ -450,7 +477,14 @@ class Responder:
             return main_mode.handle(ctx, sa, message, local, remote)
         if exchange == ExchangeType.AGGRESSIVE:
             self._check_phase1_exchange(sa, "aggressive")
-            return aggressive_mode.handle(ctx, sa, message, local, remote)
+            replies = aggressive_mode.handle(ctx, sa, message, local, remote)
+            # RFC 2409 §5: AM msg 2 is resent until msg 3 arrives (the
+            # initiator may lose it and has nothing else to retransmit)
+            if sa.established:
+                self._drop_retransmit((sa.sa_id, 0))
+            elif replies:
+                self._arm_retransmit(sa, 0, replies[0], ctx.now, kind="aggressive")
+            return replies
         if not sa.established and exchange != ExchangeType.INFORMATIONAL:
             raise InvalidTransition(f"exchange {exchange}", sa.state, "before phase 1")
         if exchange == ExchangeType.QUICK_MODE:
@@ -490,8 +524,14 @@ class Responder:
         if len(sa.children) >= self.policy.limits.max_children_per_sa and \
                 message.header.message_id not in sa.quick_modes:
             raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "too many child SAs")
+        mid = message.header.message_id
         replies = quick_mode.handle(ctx, sa, message, self._phase2, self.new_spi)
         self._authenticated_traffic(sa, local, remote, ctx.now)
+        # QM msg 2 is resent until HASH(3) arrives (RFC 2409 §5.5)
+        if mid in sa.quick_modes and replies:
+            self._arm_retransmit(sa, mid, replies[0], ctx.now, kind="quick_mode")
+        else:
+            self._drop_retransmit((sa.sa_id, mid))
         return replies
 
     def _informational(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
@@ -527,7 +567,7 @@ class Responder:
                   *remote, reason, f" ({exc})" if exc else "")
 
     def _fail(self, ctx: SaContext, sa: IkeSa, exchange: int, exc: Exception,
-              local: Address, remote: Address) -> None:
+              local: Address, remote: Address, request: bytes = b"") -> None:
         """The one place where a refused message becomes a notify or a drop."""
         notify = _notify_of(exc)
         name = lookup(NotifyType, notify).name if notify else "none"
@@ -546,7 +586,12 @@ class Responder:
             return
         if exchange == ExchangeType.INFORMATIONAL or notify is None:
             return  # never answer an informational (loops), nor local faults
-        self._send(sa, informational.build_notify(ctx, sa, notify))
+        reply = informational.build_notify(ctx, sa, notify)
+        if exchange == ExchangeType.QUICK_MODE and request:
+            # its message ID is used up now: a retransmission of this QM msg 1
+            # gets the same refusal, not INVALID_MESSAGE_ID
+            sa.remember_reply(request, [reply])
+        self._send(sa, reply)
 
     # ------------------------------------------------------------- sending
     @staticmethod
@@ -556,7 +601,8 @@ class Responder:
     def _send(self, sa: IkeSa, data: bytes) -> None:
         self._out.append(Datagram(self._frame(data, sa.local), sa.local, sa.remote))
 
-    def _arm_retransmit(self, sa: IkeSa, message_id: int, data: bytes, now: float) -> None:
+    def _arm_retransmit(self, sa: IkeSa, message_id: int, data: bytes, now: float,
+                        kind: str = "request") -> None:
         policy = self.policy.retransmit
         key = (sa.sa_id, message_id)
         previous = self._retransmits.get(key)
@@ -566,7 +612,7 @@ class Responder:
             self._retransmit_order += 1
             order = self._retransmit_order
         entry = _Retransmit(sa.sa_id, message_id, data, now + policy.timeout, policy.timeout,
-                            policy.tries, order)
+                            policy.tries, order, kind)
         self._retransmits[key] = entry
         book = self._books.get(sa.sa_id)
         if book is not None:
@@ -603,7 +649,16 @@ class Responder:
             return
         if entry.tries_left <= 0:
             self._drop_retransmit(key)
-            ctx.sa_log(sa).warning("request %08x unanswered, giving up", entry.message_id)
+            self.stats[f"retransmit_exhausted_{entry.kind}"] += 1
+            if entry.kind == "quick_mode":
+                ctx.sa_log(sa).warning("quick mode %08x: no HASH(3) after %d retransmissions, "
+                                       "dropped", entry.message_id, self.policy.retransmit.tries)
+                self._forget_quick_mode(sa, entry.message_id)
+                self._mark_dirty(sa)
+                return
+            ctx.sa_log(sa).warning("%s %08x unanswered, giving up",
+                                   "aggressive mode msg 2" if entry.kind == "aggressive"
+                                   else "request", entry.message_id)
             self._delete_phase1(sa, "retransmit-timeout", notify_peer=True, ctx=ctx)
             return
         entry.tries_left -= 1
@@ -693,9 +748,7 @@ class Responder:
                 self._remove_child(sa, child.child_id, "expired")
         for mid, qm in list(sa.quick_modes.items()):
             if now >= qm.started_at + self.policy.limits.half_open_timeout:
-                del sa.quick_modes[mid]  # peer never sent HASH(3)
-                if sa.cipher is not None:
-                    sa.cipher.ivs.forget(mid)
+                self._forget_quick_mode(sa, mid)  # peer never sent HASH(3)
         probes = informational.dpd_due(ctx, sa)
         if probes is None:
             self._delete_phase1(sa, "dpd", notify_peer=False, ctx=ctx)
@@ -704,6 +757,17 @@ class Responder:
             self._send(sa, probe)
 
     # -------------------------------------------------------------- removal
+    def _forget_quick_mode(self, sa: IkeSa, message_id: int) -> None:
+        """A Quick Mode whose HASH(3) never came: state, IV, SPI and resends go."""
+        qm = sa.quick_modes.pop(message_id, None)
+        if qm is None:
+            return
+        if sa.cipher is not None:
+            sa.cipher.ivs.forget(message_id)
+        if qm.inbound_spi:
+            self._inbound_spis.discard(qm.inbound_spi)
+        self._drop_retransmit((sa.sa_id, message_id))
+
     def _remove_child(self, sa: IkeSa, child_id: int, reason: str) -> None:
         child = sa.children.pop(child_id)
         self._inbound_spis.discard(child.inbound_spi)
@@ -722,6 +786,8 @@ class Responder:
                                                       [sa.cookies]))
         for child_id in list(sa.children):
             self._remove_child(sa, child_id, "phase1-deleted")
+        for qm in sa.quick_modes.values():
+            self._inbound_spis.discard(qm.inbound_spi)
         del self._by_id[sa.sa_id]
         self._by_cookies.pop((sa.cky_i, sa.cky_r), None)
         self._responder_cookies.discard(sa.cky_r)
@@ -750,9 +816,7 @@ def _bump(counter: Counter[str], key: str, delta: int) -> None:
 
 
 def _notify_of(exc: Exception) -> int | None:
-    if isinstance(exc, ProtocolError):
+    if isinstance(exc, ProtocolError):  # crypto errors too (crypto/errors.py)
         return exc.notify_type if exc.notify_peer else None
-    if isinstance(exc, CryptoError):
-        return exc.notify
     return None
 

@@ -380,7 +380,9 @@ class Limits:
 
 @dataclass(frozen=True)
 class RetransmitPolicy:
-    """Our own requests (Xauth later): first timeout, factor, number of tries."""
+    """Resending: our own requests (Xauth), and our last message of an exchange
+    until the peer's final one (AM msg 2, QM msg 2): first timeout, factor,
+    number of tries."""
 
     timeout: float = 4.0
     backoff: float = 1.8

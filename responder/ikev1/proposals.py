@@ -125,6 +125,9 @@ class Phase1Choice:
     ike: IkeTransform
     #: lifetime we enforce: min(ours, peer's)
     lifetime_seconds: int
+    #: the peer proposed a longer lifetime than ours: tell it with a
+    #: RESPONDER-LIFETIME notify (RFC 2407 §4.6.3.1)
+    responder_lifetime: bool = False
 
 
 def parse_ike_transform(transform: OfferedTransform) -> IkeTransform:
@@ -196,7 +199,8 @@ def choose_phase1(proposals: Sequence[OfferedProposal], policy: Phase1Policy,
                           transform.number, ike.group, ke_length)
                 continue
             lifetime = min(policy.lifetime_seconds, ike.lifetime_seconds or policy.lifetime_seconds)
-            return Phase1Choice(proposal, transform, ike, lifetime)
+            shortened = ike.lifetime_seconds is not None and ike.lifetime_seconds > lifetime
+            return Phase1Choice(proposal, transform, ike, lifetime, shortened)
     raise NoProposalChosen("no acceptable phase 1 transform")
 
 

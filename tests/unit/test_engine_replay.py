@@ -8,7 +8,7 @@ import pytest
 
 from responder.ikev1.crypto.prf import hash_algorithm
 from responder.ikev1.engine import Responder
-from responder.ikev1.enums import IdType
+from responder.ikev1.enums import IdType, NotifyType
 from responder.ikev1.message import Message
 from responder.ikev1.natt import natd_hash
 from responder.ikev1.payloads import NatDiscovery, SecurityAssociation, VendorId
@@ -73,8 +73,13 @@ def test_strongswan_main_mode_message_1():
 def test_strongswan_aggressive_mode_message_1():
     ours, gateway, client = replay_first("ss-aggr")
     assert sa_body(ours) == sa_body(gateway)
+    # strongSwan offers 15840 s, more than our 3 h: unlike the reference gateway
+    # (configured longer) we tell it with RESPONDER-LIFETIME (RFC 2407 §4.6.3.1)
     assert [int(p.payload_type) for p in ours.payloads] == \
+        [1, 4, 10, 5, 13, 13, 13, 13, 20, 20, 8, 11]
+    assert [int(p.payload_type) for p in gateway.payloads] == \
         [1, 4, 10, 5, 13, 13, 13, 13, 20, 20, 8]
+    assert ours.payloads[-1].notify_type == NotifyType.RESPONDER_LIFETIME
     _check_natd(ours, client)
 
 

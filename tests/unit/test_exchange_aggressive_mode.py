@@ -58,8 +58,9 @@ def test_aggressive_mode_reply_layout_like_strongswan():
     i = pair.initiator
     [reply] = pair.send(i.aggressive_1())
     types = [int(p.payload_type) for p in Message.parse(reply).payloads]
-    # SA, KE, Nr, IDir, VID x3, NAT-D x2, HASH_R (vpnc-aggr frame 2)
-    assert types == [1, 4, 10, 5, 13, 13, 13, 20, 20, 8]
+    # SA, KE, Nr, IDir, VID x3, NAT-D x2, HASH_R (vpnc-aggr frame 2), and
+    # RESPONDER-LIFETIME: the peer's 8 h are more than our 3 h
+    assert types == [1, 4, 10, 5, 13, 13, 13, 20, 20, 8, 11]
 
 
 def test_unknown_group_gets_authentication_failed():

@@ -1,7 +1,7 @@
 """Aggressive Mode responder, RFC 2409 §5 / §5.4 (PSK), RFC 3947 §3.2.
 
     msg 1  HDR, SA, KE, Ni, IDii, VID*
-        -> msg 2  HDR, SA, KE, Nr, IDir, VID*, [NAT-D, NAT-D], HASH_R
+        -> msg 2  HDR, SA, KE, Nr, IDir, VID*, [NAT-D, NAT-D], HASH_R, [N(R-L)]
     msg 3  HDR[*], HASH_I, [NAT-D, NAT-D], [N(INITIAL-CONTACT)], VID*
 
 The identity arrives in message 1, so the pre-shared key is chosen by it (a
@@ -47,6 +47,7 @@ from .phase1 import (
     our_vendor_ids,
     peer_identity,
     process_natd,
+    responder_lifetime,
 )
 
 __all__ = ["TABLE", "handle", "classify"]
@@ -106,7 +107,8 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
     sa.id_payload_body = raw_body(message.header.next_payload, message.body,
                                   PayloadType.IDENTIFICATION)
     payloads = [our_sa, KeyExchange(sa.g_xr), Nonce(sa.nr_b), our_id,
-                *our_vendor_ids(ctx, sa), *natd_payloads(ctx, sa), Hash(hash_r)]
+                *our_vendor_ids(ctx, sa), *natd_payloads(ctx, sa), Hash(hash_r),
+                *responder_lifetime(sa)]
     return [build_cleartext(sa, ExchangeType.AGGRESSIVE, 0, payloads)]
 
 

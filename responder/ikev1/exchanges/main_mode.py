@@ -2,7 +2,9 @@
 
     msg 1  HDR, SA, VID*                      ->  msg 2  HDR, SA, VID*
     msg 3  HDR, KE, Ni, [NAT-D, NAT-D]        ->  msg 4  HDR, KE, Nr, [NAT-D, NAT-D]
-    msg 5  HDR*, IDii, HASH_I, [N(IC)]        ->  msg 6  HDR*, IDir, HASH_R
+    msg 5  HDR*, IDii, HASH_I, [N(IC)]        ->  msg 6  HDR*, IDir, HASH_R, [N(R-L)]
+
+N(R-L): RESPONDER-LIFETIME when we shorten the peer's proposed lifetime.
 
 The pre-shared key is chosen by addresses at message 3 (the identity is only
 known, encrypted, in message 5: RFC 2409 §5.4).
@@ -46,6 +48,7 @@ from .phase1 import (
     our_vendor_ids,
     peer_identity,
     process_natd,
+    responder_lifetime,
 )
 
 __all__ = ["TABLE", "handle", "classify"]
@@ -124,7 +127,8 @@ def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote
     hash_r = sa.keys.hash_r(g_xi=sa.g_xi, g_xr=sa.g_xr, sai_b=sa.sai_b, idir_b=our_id.serialize())
     # RFC 3947 §4: the peer may have floated to 4500 with this message
     sa.local, sa.remote = local, remote
-    reply = build_encrypted(sa, ExchangeType.IDENTITY_PROTECTION, 0, [our_id, Hash(hash_r)])
+    reply = build_encrypted(sa, ExchangeType.IDENTITY_PROTECTION, 0,
+                            [our_id, Hash(hash_r), *responder_lifetime(sa)])
     establish(ctx, sa, decrypted)
     return reply
 

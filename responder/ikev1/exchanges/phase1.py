@@ -14,12 +14,14 @@ from ..crypto.export import wireshark_ikev1_decryption_line
 from ..crypto.iv import IVStore, MessageCipher
 from ..crypto.phase1 import Phase1Keys
 from ..crypto.prf import hash_algorithm
-from ..enums import IdType, NotifyType, ProtocolId
+from ..buffer import Buffer
+from ..enums import IdType, LifeType, NotifyType, Phase1Attribute, ProtocolId
 from ..events import InitialContact, KeyExport, Phase1Established
 from ..ike_sa import IkeSa
 from ..message import Message
 from ..natt import build_natd_hashes, detect_nat, natd_payload_type
 from ..payloads import (
+    DataAttribute,
     Identification,
     KeyExchange,
     NatDiscovery,
@@ -46,6 +48,7 @@ __all__ = [
     "peer_identity",
     "establish",
     "decrypt_final",
+    "responder_lifetime",
 ]
 
 
@@ -109,6 +112,22 @@ def derive_keys(ctx: ExchangeContext, sa: IkeSa, peer_ke: bytes, psk: bytes) -> 
     sa.keys = keys
     sa.cipher = MessageCipher(cipher, keys.encryption_key,
                               IVStore(prf, cipher.block_size, keys.initial_iv(sa.g_xi, sa.g_xr)))
+
+
+def responder_lifetime(sa: IkeSa) -> list[Notification]:
+    """RESPONDER-LIFETIME (RFC 2407 §4.6.3.1) when we shortened the peer's
+    phase 1 lifetime: protocol ISAKMP, SPI = the cookie pair, our lifetime as
+    SA attributes. Sent in our last phase 1 message (MM msg 6 / AM msg 2)."""
+    assert sa.choice is not None
+    if not sa.choice.responder_lifetime:
+        return []
+    buf = Buffer()
+    for attribute in (DataAttribute.tv(Phase1Attribute.LIFE_TYPE, LifeType.SECONDS),
+                      DataAttribute.from_int(Phase1Attribute.LIFE_DURATION,
+                                             sa.choice.lifetime_seconds)):
+        attribute.push(buf)
+    return [Notification(NotifyType.RESPONDER_LIFETIME, protocol_id=ProtocolId.ISAKMP,
+                         spi=sa.cookies, data=buf.data)]
 
 
 def natd_payloads(ctx: ExchangeContext, sa: IkeSa) -> list[NatDiscovery]:
