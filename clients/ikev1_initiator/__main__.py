@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fixed Quick Mode selectors (implies --no-mode-config)")
     p.add_argument("--remote-selector", default="0.0.0.0/0",
                    help="remote network when the local side is the assigned address")
+    p.add_argument("--local-selector", metavar="NET",
+                   help="local selector instead of the assigned address, Mode-Config still "
+                        "done (a subscriber asking for other selectors: refused)")
     p.add_argument("--source", action="append", default=[],
                    help="source address (repeatable; sessions use them in turn)")
     p.add_argument("--source-port", type=int, default=0, help="IKE source port (0 = any)")
@@ -119,6 +122,8 @@ def _configs(args: argparse.Namespace) -> list[InitiatorConfig]:
     )
     if args.esp:
         base["esp_proposals"] = tuple(EspProposal.parse(text) for text in args.esp)
+    if args.local_selector:
+        base["local_selector"] = args.local_selector
     if args.static_selectors:
         local, _, remote = args.static_selectors.partition(",")
         base.update(local_selector=local, remote_selector=remote or "0.0.0.0/0")
@@ -145,6 +150,7 @@ def _line(outcome: RunnerOutcome, config: InitiatorConfig) -> str:
         "spis": ";".join(f"{c['inbound_spi']}/{c['outbound_spi']}" for c in r["children"]) or "-",
         "floated": r["floated"], "retransmits": r["retransmits"],
         "error": (r["error"] or "-").replace(" ", "_"),
+        "notify": (r["notify"] or "-").replace(" ", "_"),
     }
     return " ".join(f"{k}={v}" for k, v in fields.items())
 

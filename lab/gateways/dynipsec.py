@@ -178,7 +178,8 @@ class DynipsecGateway(Gateway):
                  tracker: PidTracker | None = None, *, aaa: str = "local",
                  topology: Any = None, workers: int = 2, licenses: int = 1000,
                  log_level: str = "info", extra_users: dict[str, dict] | None = None,
-                 max_attempts: int = 3):
+                 max_attempts: int = 3,
+                 extra_config: dict | None = None):
         super().__init__(node, workdir, plan, tracker)
         self.topology = topology if topology is not None else getattr(tracker, "topology", None)
         socket_path = self.workdir / "control.sock"
@@ -189,6 +190,8 @@ class DynipsecGateway(Gateway):
                                aaa=aaa, workers=workers, licenses=licenses,
                                log_level=log_level, extra_users=extra_users,
                                max_attempts=max_attempts)
+        if extra_config:  # e.g. static_tunnels, ike.key_export_file
+            config = merge_config(config, extra_config)
         self.daemon = DynipsecDaemon(node, self.workdir, config, tracker)
         self._attached: list[str] = []
 
@@ -291,6 +294,18 @@ class DynipsecGateway(Gateway):
             if time.monotonic() > deadline:
                 return False
             time.sleep(interval)
+
+
+def merge_config(base: dict, extra: dict) -> dict:
+    """`base` with `extra` merged in: mappings recursively, anything else (lists too)
+    replaced."""
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def pool_netmask(pool: str) -> str:

@@ -617,5 +617,6 @@ class Orchestrator:
                 "state": sa.state, "cookies": sa.cookies.hex(),
                 "transform": info.transform if info else "",
                 "children": len(sa.children), "dpd": sa.dpd_supported,
+                "dynamic": sa.dynamic, "vendor_ids": [v.hex() for v in sa.peer_vendor_ids],
             })
         return rows

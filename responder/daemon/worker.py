@@ -37,6 +37,7 @@ from responder.subscriber import Event, SubscriberTable
 
 from . import ipc
 from .datapath import DataPath
+from .keyexport import with_key_export
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
 
@@ -197,7 +198,9 @@ class Worker:
             datapath=self.datapath, table=table, clock=loop.time, flush=self._flush_soon)
         gate.orchestrator = self.orchestrator
         self.rt = ResponderTransport(responder, esp_handler=self.datapath.esp_received,
-                                     event_handler=self.orchestrator.handle_event, loop=loop)
+                                     event_handler=with_key_export(cfg.ike.key_export_file,
+                                                                   self.orchestrator.handle_event),
+                                     loop=loop)
         for address, port, sock in self.sockets:
             local = (address, port)
             transport, _ = await loop.create_datagram_endpoint(
