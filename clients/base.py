@@ -57,10 +57,18 @@ class ClientSettings:
     password: str
     mode: Mode = "aggressive"
     remote_networks: tuple[str, ...] = ("10.50.0.0/24",)
+    #: NAT traversal: "force" (always ESP in UDP 4500: kernel-libipsec can do nothing
+    #: else) or "none" (vpnc only: raw ESP, IP protocol 50, when there is no NAT)
+    natt: str = "force"
+    #: strongSwan only: the child SA's rekey time in seconds (its life time is 2x), to
+    #: make the client rekey during a test; None: strongSwan's defaults
+    child_rekey_seconds: int | None = None
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        if self.natt not in ("force", "none"):
+            raise ValueError(f"natt must be 'force' or 'none', not {self.natt!r}")
 
     def __repr__(self) -> str:  # keeps secrets out of logs and tracebacks
         return (f"ClientSettings(gateway={self.gateway!r}, group={self.group!r}, "

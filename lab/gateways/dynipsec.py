@@ -12,8 +12,11 @@ rendered into a responder configuration (responder/config):
 * AAA ``local`` (every plan user is a local user) or ``radius`` (the lab's FreeRADIUS on
   the AAA host, no local users); RADIUS accounting and the RFC 5176 listener whenever
   the lab has its AAA host;
-* ``force_encap`` (every client uses ESP in UDP 4500: the data path is userspace) and
-  ``remote_delete_grace: 0`` (a client's Delete logs it out at once, which the scenario
+* ``force_encap: false``: peers without a NAT that do not force encapsulation (vpnc
+  with ``NAT Traversal Mode none``) use raw ESP, IP protocol 50; the lab's strongSwan
+  clients force encapsulation themselves (kernel-libipsec), the clients behind the NAT
+  host detect the NAT (``render_config(force_encap=True)`` makes every peer use UDP
+  4500, like ``encap=yes`` on a strongSwan gateway), and ``remote_delete_grace: 0`` (a client's Delete logs it out at once, which the scenario
   checks; the product default is the SPEC's one minute).
 
 Subscribers appear as TUN devices with a /32 route inside the VR namespaces, so unlike
@@ -45,7 +48,8 @@ AAA_MODES = ("local", "radius")
 def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None,
                   aaa: str = "local", workers: int = 2, licenses: int = 1000,
                   log_level: str = "info", dpd: tuple[float, float] = (10.0, 30.0),
-                  max_attempts: int = 3, extra_users: dict[str, dict] | None = None) -> dict:
+                  max_attempts: int = 3, extra_users: dict[str, dict] | None = None,
+                  force_encap: bool = False) -> dict:
     """The responder configuration (a dict, dumped as YAML) for the plan."""
     if aaa not in AAA_MODES:
         raise ValueError(f"aaa must be one of {AAA_MODES}, not {aaa!r}")
@@ -57,7 +61,7 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
                 for i, g in enumerate(groups)},
         "pools": {g.group: {g.group: {"ranges": [g.pool]}} for g in groups},
         "ike": {
-            "force_encap": True,
+            "force_encap": force_encap,
             "remote_delete_grace": 0,
             "dpd": {"enabled": True, "interval": dpd[0], "timeout": dpd[1]},
             "limits": {"max_half_open_per_peer": 64, "max_sas_per_peer": 64},

@@ -1,22 +1,25 @@
-"""A worker's userspace ESP data path: subscriber TUN fds <-> ESP SAs <-> UDP 4500.
+"""A worker's userspace ESP data path: subscriber TUN fds <-> ESP SAs <-> UDP 4500 / raw ESP.
 
 Outbound: the VR routes a packet for the subscriber's address (/32 access route) into
 its TUN device; the worker reads it from the fd (``loop.add_reader``), protects it with
-the subscriber's newest outbound SA and sends ESP-in-UDP (RFC 3948) from the local
-4500 socket the IKE SA uses to the peer's current address (the engine follows NAT
-port floats; we ask it at send time).
+the subscriber's newest outbound SA and sends it to the peer's current address (the
+engine follows NAT port floats; we ask it at send time): ESP-in-UDP (RFC 3948) from
+the local 4500 socket when the child is UDP-encapsulated, else raw ESP (IP protocol
+50) from the worker's raw socket on that address (``send_raw``).
 
-Inbound: the transport hands every ESP datagram of port 4500 here; the SPI finds the
-inbound SA (:class:`~responder.esp.SpiTable`), which checks ICV, replay window and that
-the inner source is the subscriber's address; the inner packet is written to the
-subscriber's TUN fd and so enters the VR.
-
-Raw ESP (IP protocol 50) is not carried: the lab configuration sets ``force_encap`` so
-that every peer encapsulates; a child SA without UDP encapsulation is refused at
-install time with a clear log line.
+Inbound: the worker hands every ESP packet (ESP datagrams of port 4500 and raw
+protocol-50 packets, responder/daemon/udpio.py) here; the SPI finds the subscriber
+and its inbound SA, which checks ICV, replay window and that the inner source is the
+subscriber's address; the inner packet is written to the subscriber's TUN fd and so
+enters the VR. During a rekey the old inbound SA stays until the engine deletes the
+old child, so packets in flight under the old SPI still decrypt.
 
 Counters (per SA in :mod:`responder.esp.counters`) are summed per subscriber, including
-those of SAs already deleted (rekeys), for accounting and ``show subscribers``.
+those of SAs already deleted (rekeys), for accounting, the idle timeout and ``show
+subscribers``; drops are counted per SA by reason and per worker in ``stats``
+(``drop_<reason>``, ``show statistics``). Byte lifetimes: an SA past its hard byte
+limit refuses packets (counted ``lifetime_expired``) and :meth:`DataPath.expired`
+names its child so that the worker deletes it (the engine handles time lifetimes).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ from typing import Callable
 
 from responder.aaa.accounting import Counters
 from responder.esp import EspDrop, EspSAParams, InboundSA, OutboundSA, SpiTable
-from responder.esp.packet import esp_spi
+from responder.esp.counters import LifetimeState
+from responder.esp.errors import DropReason
 from responder.ikev1.events import Phase2Established
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,8 @@ __all__ = ["DataPath", "SubscriberPath", "ChildPath", "UnsupportedChild", "esp_p
 Address = tuple[str, int]
 #: send(esp_bytes, local, remote): one UDP datagram from our `local` socket
 Sender = Callable[[bytes, Address, Address], None]
+#: send_raw(esp_bytes, local_ip, remote_ip): one IP protocol 50 packet
+RawSender = Callable[[bytes, str, str], None]
 #: (local, remote) of an IKE SA now, or None when it is gone
 PeerLookup = Callable[[str], "tuple[Address, Address] | None"]
 
@@ -48,7 +54,8 @@ TUN_READ_SIZE = 65535
 
 
 class UnsupportedChild(Exception):
-    """A child SA this data path cannot carry (raw ESP, unknown transform)."""
+    """A child SA this data path cannot carry (raw ESP without a raw socket, unknown
+    transform)."""
 
 
 def esp_params(event: Phase2Established, inbound: bool, replay_window: int = 128) -> EspSAParams:
@@ -95,6 +102,15 @@ class SubscriberPath:
     no_sa_drops: int = 0
     closed: bool = False
 
+    def drops(self) -> dict[str, int]:
+        """Drops by reason of the live children's SAs (both directions)."""
+        out: dict[str, int] = {}
+        for child in self.children.values():
+            for sa in (child.inbound, child.outbound):
+                for reason, n in sa.counters.drops.items():
+                    out[reason.value] = out.get(reason.value, 0) + n
+        return out
+
     def counters(self) -> Counters:
         """Input = from the subscriber (inbound SAs), output = towards it."""
         i_oct = self.done.input_octets + sum(c.inbound.counters.octets for c in self.children.values())
@@ -109,20 +125,29 @@ class DataPath:
     def __init__(self, send: Sender, peer_of: PeerLookup, *,
                  loop: asyncio.AbstractEventLoop | None = None,
                  on_peer_activity: Callable[[str, float], None] | None = None,
-                 replay_window: int = 128) -> None:
+                 replay_window: int = 128, send_raw: RawSender | None = None) -> None:
         self._send = send
+        self._send_raw = send_raw
         self._peer_of = peer_of
         self._loop = loop
+        self._clock = loop.time if loop is not None else (lambda: 0.0)
         self._on_peer_activity = on_peer_activity
         self.replay_window = replay_window
         self.spis = SpiTable()
         self.subscribers: dict[str, SubscriberPath] = {}
-        self._by_spi: dict[int, SubscriberPath] = {}
+        #: inbound SPI -> (subscriber, inbound SA): one dict lookup per packet
+        self._by_spi: dict[int, tuple[SubscriberPath, InboundSA]] = {}
         self.stats: dict[str, int] = {"esp_in": 0, "esp_out": 0, "esp_dropped": 0,
-                                      "unknown_spi": 0, "tun_in": 0, "tun_out": 0}
+                                      "unknown_spi": 0, "tun_in": 0, "tun_out": 0,
+                                      "raw_in": 0, "raw_out": 0}
 
     def _now(self) -> float:
-        return self._loop.time() if self._loop is not None else 0.0
+        return self._clock()
+
+    def _count_drop(self, reason: DropReason) -> None:
+        self.stats["esp_dropped"] += 1
+        key = f"drop_{reason.value}"
+        self.stats[key] = self.stats.get(key, 0) + 1
 
     # -- subscribers --------------------------------------------------------------------
     def add_subscriber(self, key: str, sa_id: str, fd: int, address: IPv4Address) -> SubscriberPath:
@@ -155,9 +180,9 @@ class DataPath:
         path = self.subscribers.get(key)
         if path is None:
             raise UnsupportedChild(f"subscriber {key} has no data path")
-        if not event.udp_encapsulated:
-            raise UnsupportedChild("raw ESP (IP protocol 50) is not carried; set "
-                                   "ike.force_encap so that peers use UDP 4500")
+        if not event.udp_encapsulated and self._send_raw is None:
+            raise UnsupportedChild("raw ESP (IP protocol 50) needs the worker's raw socket, "
+                                   "which could not be opened; set ike.force_encap")
         now = self._now()
         try:
             inbound = InboundSA(esp_params(event, True, self.replay_window), now=now,
@@ -169,7 +194,7 @@ class DataPath:
         child = ChildPath(event.child_id, inbound, outbound)
         path.children[event.child_id] = child
         path.outbound = outbound
-        self._by_spi[inbound.spi] = path
+        self._by_spi[inbound.spi] = (path, inbound)
         return child
 
     def remove_child(self, key: str, child_id: int) -> None:
@@ -190,6 +215,17 @@ class DataPath:
         if path.outbound is child.outbound:
             newest = max(path.children.values(), key=lambda c: c.child_id, default=None)
             path.outbound = newest.outbound if newest else None
+
+    def expired(self, now: float) -> list[tuple[str, str, int]]:
+        """(subscriber key, IKE SA id, child id) of children whose SAs passed a hard
+        lifetime (bytes, or seconds past the engine's own expiry): to be deleted."""
+        out = []
+        for path in self.subscribers.values():
+            for child in path.children.values():
+                if (child.inbound.lifetime_state(now) is LifetimeState.HARD_EXPIRED
+                        or child.outbound.lifetime_state(now) is LifetimeState.HARD_EXPIRED):
+                    out.append((path.key, path.sa_id, child.child_id))
+        return out
 
     # -- packets ------------------------------------------------------------------------
     def _on_tun_readable(self, path: SubscriberPath) -> None:
@@ -221,33 +257,35 @@ class DataPath:
             return False
         try:
             esp = outbound.encapsulate(packet)
-        except EspDrop:
-            self.stats["esp_dropped"] += 1
+        except EspDrop as drop:
+            self._count_drop(drop.reason)
             return False
         local, remote = peer
-        self._send(esp, (local[0], local[1] if local[1] != 500 else 4500), remote)
+        if outbound.params.encap_udp:
+            self._send(esp, (local[0], local[1] if local[1] != 500 else 4500), remote)
+        else:
+            self._send_raw(esp, local[0], remote[0])  # type: ignore[misc]
+            self.stats["raw_out"] += 1
         self.stats["esp_out"] += 1
         path.last_activity = self._now()
         return True
 
     def esp_received(self, esp: bytes, local: Address, remote: Address) -> bytes | None:
-        """One ESP packet from UDP 4500 (marker already removed: none for ESP).
+        """One ESP packet (SPI onwards) from UDP 4500 or raw protocol 50 (local port 0).
         Returns the inner packet written to the TUN (None when dropped)."""
-        try:
-            spi = esp_spi(esp)
-        except Exception:  # noqa: BLE001 - too short: counted like an unknown SPI
+        entry = self._by_spi.get(int.from_bytes(esp[:4], "big")) if len(esp) >= 8 else None
+        if entry is None:
             self.stats["unknown_spi"] += 1
             return None
-        path = self._by_spi.get(spi)
-        if path is None:
-            self.stats["unknown_spi"] += 1
-            return None
+        path, sa = entry
         try:
-            _, inner = self.spis.decapsulate(esp)
-        except EspDrop:
-            self.stats["esp_dropped"] += 1
+            inner = sa.decapsulate(esp)
+        except EspDrop as drop:
+            self._count_drop(drop.reason)
             return None
         self.stats["esp_in"] += 1
+        if not local[1]:
+            self.stats["raw_in"] += 1
         now = self._now()
         path.last_activity = now
         if self._on_peer_activity is not None and now - path.last_peer_note >= 1.0:
@@ -275,5 +313,8 @@ class DataPath:
                     "out_packets": child.outbound.counters.packets,
                     "out_octets": child.outbound.counters.octets,
                     "in_drops": child.inbound.counters.dropped,
+                    "drops": {"in": {r.value: n for r, n in child.inbound.counters.drops.items()},
+                              "out": {r.value: n for r, n in child.outbound.counters.drops.items()}},
+                    "encapsulation": "udp" if child.inbound.params.encap_udp else "raw",
                 })
         return rows

@@ -20,6 +20,13 @@ payload at offset 0 and returns the index of the socket that gets the datagram:
 
 A datagram too short for a load (a NAT-keepalive 0xFF) ends the program with 0:
 worker 0 gets it and ignores it. Nothing here runs per packet in Python.
+
+Raw ESP (IP protocol 50) has no reuseport group: every raw socket bound to the
+address gets a copy of every packet. Each worker's raw socket carries a socket
+filter (``SO_ATTACH_FILTER``, :func:`raw_esp_program`) that sees the IPv4 header,
+skips it (``ldxb 4*([0]&0xf)``) and keeps only SPIs with ``spi % workers ==
+index``; the kernel drops the other workers' packets before any wakeup (a demux in
+Python would wake every worker for every packet and cost one recv each).
 """
 from __future__ import annotations
 
@@ -39,6 +46,8 @@ __all__ = [
     "worker_of_cookie",
     "worker_of_spi",
     "run_program",
+    "raw_esp_program",
+    "attach_filter",
 ]
 
 SO_ATTACH_REUSEPORT_CBPF = 51
@@ -50,10 +59,16 @@ BPF_K, BPF_A = 0x00, 0x10
 BPF_MOD = 0x90
 BPF_JEQ = 0x10
 
+BPF_LDX, BPF_B, BPF_IND, BPF_MSH = 0x01, 0x10, 0x40, 0xa0
+SO_ATTACH_FILTER = 26
+
 LD_W_ABS = BPF_LD | BPF_W | BPF_ABS
+LD_W_IND = BPF_LD | BPF_W | BPF_IND
+LDX_B_MSH = BPF_LDX | BPF_B | BPF_MSH
 MOD_K = BPF_ALU | BPF_MOD | BPF_K
 JEQ_K = BPF_JMP | BPF_JEQ | BPF_K
 RET_A = BPF_RET | BPF_A
+RET_K = BPF_RET | BPF_K
 
 Instruction = tuple[int, int, int, int]  # (code, jt, jf, k)
 
@@ -80,6 +95,29 @@ def natt_program(workers: int) -> list[Instruction]:
         (MOD_K, 0, 0, workers),     # ESP: A = SPI mod workers (harmless twice for IKE)
         (RET_A, 0, 0, 0),
     ]
+
+
+def raw_esp_program(index: int, workers: int) -> list[Instruction]:
+    """Raw ESP socket filter: accept (whole packet) iff SPI % workers == index.
+    The packet starts with the IPv4 header; the SPI follows it."""
+    _check_workers(workers)
+    if not 0 <= index < workers:
+        raise ValueError(f"worker index {index} out of 0..{workers - 1}")
+    return [
+        (LDX_B_MSH, 0, 0, 0),       # X = 4 * (IHL)
+        (LD_W_IND, 0, 0, 0),        # A = SPI (first word after the IPv4 header)
+        (MOD_K, 0, 0, workers),
+        (JEQ_K, 0, 1, index),
+        (RET_K, 0, 0, 0x40000),     # ours: keep the whole packet
+        (RET_K, 0, 0, 0),           # another worker's: drop
+    ]
+
+
+def attach_filter(sock: socket.socket, program: list[Instruction]) -> None:
+    """SO_ATTACH_FILTER: a classic BPF socket filter on one socket."""
+    filters = ctypes.create_string_buffer(_pack(program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(filters))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def _pack(program: list[Instruction]) -> bytes:
@@ -151,15 +189,22 @@ def worker_of_cookie(cookie: bytes, workers: int) -> int:
 def run_program(program: list[Instruction], payload: bytes) -> int:
     """Evaluate the cBPF subset used here on `payload`; an out-of-bounds load
     returns 0 as the kernel does."""
-    a = 0
+    a = x = 0
     pc = 0
     while True:
         code, jt, jf, k = program[pc]
         pc += 1
-        if code == LD_W_ABS:
-            if k + 4 > len(payload):
+        if code in (LD_W_ABS, LD_W_IND):
+            at = k + (x if code == LD_W_IND else 0)
+            if at + 4 > len(payload):
                 return 0
-            a = int.from_bytes(payload[k:k + 4], "big")
+            a = int.from_bytes(payload[at:at + 4], "big")
+        elif code == LDX_B_MSH:
+            if k >= len(payload):
+                return 0
+            x = 4 * (payload[k] & 0x0F)
+        elif code == RET_K:
+            return k
         elif code == MOD_K:
             a %= k
         elif code == JEQ_K:

@@ -40,6 +40,7 @@ from .datapath import DataPath
 from .keyexport import with_key_export
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
+from .udpio import DatagramSocket, RawEspSocket
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,6 @@ class ThreadedInterfaces:
         self._executor.shutdown(wait=True)
 
 
-class _Socket(asyncio.DatagramProtocol):
-    def __init__(self, transport: ResponderTransport, local: tuple[str, int]) -> None:
-        self.rt = transport
-        self.local = local
-
-    def datagram_received(self, data: bytes, addr) -> None:
-        self.rt.datagram_received(data, self.local, (addr[0], addr[1]))
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("socket %s:%d: %s", *self.local, exc)
-
-
 def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
     """One Transaction policy for the worker (the task has no per-profile settings):
     the most patient of the profiles' Xauth settings, push if any profile wants it."""
@@ -172,7 +161,8 @@ class Worker:
         self.generation = generation
         self.boot_id = boot_id
         self._stopped = asyncio.Event()
-        self._transports: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+        self._transports: dict[tuple[str, int], DatagramSocket] = {}
+        self._raw: dict[str, RawEspSocket] = {}
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -186,7 +176,9 @@ class Worker:
         self.channel = await ipc.open_channel(self.ipc_sock, self._on_message,
                                               name=f"worker{self.index}")
         link = IpcLink(self.channel)
+        self._open_raw_esp(loop)
         self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,
+                                 send_raw=self._send_raw_esp if self._raw else None,
                                  on_peer_activity=responder.note_peer_activity)
         self.interfaces = ThreadedInterfaces()
         table = SubscriberTable(profile_limits=profile_limits(cfg),
@@ -203,8 +195,9 @@ class Worker:
                                      loop=loop)
         for address, port, sock in self.sockets:
             local = (address, port)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda local=local: _Socket(self.rt, local), sock=sock)
+            # batched reads (udpio.py); on 4500 ESP skips the IKE transport
+            receiver = self._on_4500 if port != 500 else self.rt.datagram_received
+            transport = DatagramSocket(loop, sock, local, receiver)
             self._transports[local] = transport
             self.rt.attach(local, transport)
         serve = asyncio.ensure_future(self.channel.serve())
@@ -242,6 +235,8 @@ class Worker:
         await self.channel.drain()
         await asyncio.sleep(0.05)  # let the Deletes leave the socket buffers
         self.rt.close()
+        for raw in self._raw.values():
+            raw.close()
         self.interfaces.close()
 
     # -- I/O helpers ----------------------------------------------------------------------
@@ -255,6 +250,34 @@ class Worker:
     def _flush(self) -> None:
         self._flush_pending = False
         self.rt.poke()
+
+    def _open_raw_esp(self, loop) -> None:
+        """One raw ESP socket per listen address (peers without NAT that do not force
+        encapsulation), unless ike.force_encap makes every peer use UDP 4500."""
+        if self.cfg.ike.force_encap:
+            return
+        for address in dict.fromkeys(a for a, _, _ in self.sockets):
+            try:
+                self._raw[address] = RawEspSocket(loop, address, self._on_raw_esp,
+                                                  index=self.index, workers=self.workers)
+            except OSError as exc:
+                log.warning("worker %d: no raw ESP socket on %s (%s): peers must use "
+                            "UDP encapsulation", self.index, address, exc)
+
+    def _on_4500(self, data: bytes, local, remote) -> None:
+        # RFC 3948 §2: a non-zero first word is an SPI (ESP); marker and keepalive: IKE side
+        if len(data) > 8 and data[:4] != b"\0\0\0\0":
+            self.datapath.esp_received(data, local, remote)
+        else:
+            self.rt.datagram_received(data, local, remote)
+
+    def _on_raw_esp(self, esp: bytes, local, remote) -> None:
+        self.datapath.esp_received(esp, local, remote)
+
+    def _send_raw_esp(self, data: bytes, local_ip: str, remote_ip: str) -> None:
+        raw = self._raw.get(local_ip)
+        if raw is not None:
+            raw.send_esp(data, remote_ip)
 
     def _send_esp(self, data: bytes, local, remote) -> None:
         transport = self._transports.get(local)
@@ -272,6 +295,10 @@ class Worker:
             await asyncio.sleep(1.0)
             now = loop.time()
             self.orchestrator.tick(now)
+            for _key, sa_id, child_id in self.datapath.expired(now):
+                log.info("[%s] child %d: ESP SA lifetime expired, deleting it", sa_id, child_id)
+                self.responder.delete_phase2(sa_id, child_id, now)
+                self._flush_soon()
             if now - last_counters >= COUNTER_INTERVAL:
                 last_counters = now
                 counters = self.orchestrator.counters()
