@@ -45,7 +45,8 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return args.config_option or args.config_positional
 
 
-def _load(args: argparse.Namespace, out: TextIO, err: TextIO) -> ResponderConfig | None:
+def _load(args: argparse.Namespace, out: TextIO, err: TextIO,
+          warnings: bool = True) -> ResponderConfig | None:
     """The validated configuration, or None after printing why not."""
     path = _config_path(args)
     if path is None:
@@ -58,7 +59,7 @@ def _load(args: argparse.Namespace, out: TextIO, err: TextIO) -> ResponderConfig
         for line in exc.problems:
             print(line, file=err)
         return None
-    for warning in config_warnings(config):
+    for warning in config_warnings(config) if warnings else ():
         print(f"warning: {warning}", file=out)
     return config
 
@@ -77,7 +78,7 @@ def cmd_check(args: argparse.Namespace, out: TextIO | None = None,
 def cmd_run(args: argparse.Namespace, out: TextIO | None = None,
             err: TextIO | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    config = _load(args, out, err)
+    config = _load(args, out, err, warnings=False)   # the daemon logs them (its log format)
     if config is None:
         return EXIT_INVALID
     run = _daemon_entry_point()

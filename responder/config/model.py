@@ -487,9 +487,8 @@ class MetricsConfig(Strict):
 
 class LoggingConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
-    json_format: bool = Field(False, alias="json")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    #: text: one line per record; json: one JSON object per line (responder/daemon/logsetup.py)
+    format: Literal["text", "json"] = "text"
 
 
 class ResponderConfig(Strict):

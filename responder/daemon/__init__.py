@@ -32,13 +32,12 @@ def run(config_path: str | Path, config=None, *, log_level: str | None = None) -
 
     if config is None:
         config = load_config(str(config_path))
+    from .logsetup import setup_logging
+
     level = log_level or config.logging.level
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s sup %(levelname)s %(name)s: %(message)s")
-    root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    for handler in root.handlers:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s sup %(levelname)s %(name)s: %(message)s"))
+    setup_logging(level, config.logging.format, "sup")
+    from responder.config import config_warnings
+    for warning in config_warnings(config):
+        log.warning("configuration: %s", warning)
     supervisor = Supervisor(config, str(config_path), log_level=level)
     return asyncio.run(supervisor.run())

@@ -14,10 +14,14 @@ Requests (``{"cmd": ...}``) and what they answer:
 ``{"cmd": "show", "what": "statistics"}``    engine, worker, data path, accounting counters
 ``{"cmd": "logout", "user": U | "address":   ``{"ok": true, "count": N}``
 A, "vr": V | "profile": P | "all": true}``
+``{"cmd": "reload"}``                        like SIGHUP: ``{"ok": true, "reloaded": bool,
+                                             "changed", "applied", "restart_needed"}`` or
+                                             ``"errors"`` (the file was refused)
 ===========================================  ==========================================
 
 Errors: ``{"ok": false, "error": "..."}``. The socket is created mode 0600 (root only).
-``dynipsec show ...`` / ``dynipsec logout ...`` (:func:`register`) are the CLI on it.
+``dynipsec show ...`` / ``dynipsec logout ...`` / ``dynipsec reload`` (:func:`register`)
+are the CLI on it; their exit codes are :data:`EXIT_CODES`.
 """
 from __future__ import annotations
 
@@ -45,8 +49,22 @@ SHOW_WHAT = ("subscribers", "ike-sa", "ipsec-sa", "licenses", "pools", "tunnel-p
              "statistics")
 
 
+#: the CLI's exit codes (also in ``--help``)
+EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_RUNNING, EXIT_PERMISSION = 0, 1, 2, 3, 4
+EXIT_CODES = """exit codes:
+  0  done
+  1  the daemon refused the request (or a reload refused the configuration)
+  2  usage error
+  3  the daemon is not running (no control socket, or nobody answers on it)
+  4  permission denied on the control socket (run as root)"""
+
+
 class ControlError(Exception):
     """The daemon could not be reached, or refused the request."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ControlServer:
@@ -108,7 +126,10 @@ class ControlServer:
             return {"ok": True, **await self._show(req)}
         if cmd == "logout":
             return {"ok": True, "count": await self._logout(req)}
-        raise ControlError(f"unknown command {cmd!r} (ping, show, logout)")
+        if cmd == "reload":
+            result = dict(await s.reload())
+            return {"ok": True, "reloaded": result.pop("ok"), **result}
+        raise ControlError(f"unknown command {cmd!r} (ping, show, logout, reload)")
 
     async def _show(self, req: dict[str, Any]) -> dict[str, Any]:
         s = self.supervisor
@@ -126,9 +147,16 @@ class ControlServer:
                 rows += reply.get("rows", [])
             return {"rows": rows}
         if what == "licenses":
+            # refused logins by reason: the workers' (AAA, profile, license, address...)
+            # and the supervisor's split of license refusals by pool
+            refused: Counter[str] = Counter()
+            for reply in await s.ask_workers({"op": "show", "what": "statistics"}):
+                refused.update(reply.get("refused") or {})
+            refused.update(s.refused)
             return {"rows": [{"kind": st.kind, "total": st.size, "in_use": st.in_use,
-                              "free": st.size - st.in_use} for st in s.licenses.stats()],
-                    "refused": dict(s.refused)}
+                              "free": max(0, st.size - st.in_use)}
+                             for st in s.licenses.stats()],
+                    "refused": dict(sorted(refused.items()))}
         if what == "pools":
             return {"rows": [{"vr": st.vr, "pool": st.pool, "size": st.size, "used": st.used,
                               "free": st.free} for st in s.pools.stats()]}
@@ -144,7 +172,9 @@ class ControlServer:
             accounting = vars(s.accountant.stats) if s.accountant else None
             return {"supervisor": dict(s.stats), "refused": dict(s.refused),
                     "accounting": accounting, "workers": workers,
-                    "subscribers": len(s.registry)}
+                    "subscribers": len(s.registry), "reload": s.last_reload,
+                    "metrics": (f"{s.cfg.metrics.address}:{s.cfg.metrics.port}"
+                                if s.metrics is not None else None)}
         raise ControlError(f"unknown show {what!r} ({', '.join(SHOW_WHAT)})")
 
     async def _logout(self, req: dict[str, Any]) -> int:
@@ -178,14 +208,20 @@ def request(path: str | Path, req: dict[str, Any], timeout: float = 15.0) -> dic
             if not chunk:
                 break
             data += chunk
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise ControlError(f"dynipsec is not running (no control socket answers at {path})",
+                           EXIT_NOT_RUNNING) from None
+    except PermissionError:
+        raise ControlError(f"permission denied on {path} (the control socket is root's)",
+                           EXIT_PERMISSION) from None
     except OSError as exc:
-        raise ControlError(f"cannot talk to dynipsec at {path}: {exc}") from None
+        raise ControlError(f"cannot talk to dynipsec at {path}: {exc}", EXIT_NOT_RUNNING) from None
     finally:
         sock.close()
     try:
         answer = json.loads(data)
     except json.JSONDecodeError:
-        raise ControlError(f"no answer from {path}") from None
+        raise ControlError(f"no answer from {path}", EXIT_NOT_RUNNING) from None
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "request refused"))
     return answer
@@ -193,39 +229,103 @@ def request(path: str | Path, req: dict[str, Any], timeout: float = 15.0) -> dic
 
 # -- CLI ------------------------------------------------------------------------------------
 SUBSCRIBER_COLUMNS = ("user", "address", "vr", "interface", "profile", "worker", "uptime",
-                      "bytes_in", "bytes_out", "peer")
+                      "bytes_in", "bytes_out", "vendor_ids")
+COLUMNS = {
+    "subscribers": SUBSCRIBER_COLUMNS,
+    "ike-sa": ("ike_sa", "subscriber", "user", "peer", "local", "exchange", "state",
+               "transform", "children", "dpd"),
+    "licenses": ("kind", "total", "in_use", "free"),
+    "pools": ("vr", "pool", "size", "used", "free"),
+    "tunnel-profiles": ("profile", "vr", "pool", "max_interfaces", "subscribers",
+                        "identities", "local_networks"),
+}
+
+
+def _add_socket(parser) -> None:
+    parser.add_argument("-s", "--socket", default=DEFAULT_SOCKET,
+                        help=f"control socket (default {DEFAULT_SOCKET})")
 
 
 def register(sub) -> None:
-    show = sub.add_parser("show", help="show the running responder's state")
+    show = sub.add_parser("show", help="show the running responder's state",
+                          epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     show.add_argument("what", choices=SHOW_WHAT)
-    show.add_argument("--vr")
-    show.add_argument("--profile")
-    show.add_argument("--user")
-    show.add_argument("--json", action="store_true", help="raw JSON answer")
-    show.add_argument("-s", "--socket", default=DEFAULT_SOCKET, help="control socket")
+    show.add_argument("--vr", help="subscribers: only this VR (name or namespace)")
+    show.add_argument("--profile", help="subscribers: only this tunnel profile")
+    show.add_argument("--user", help="subscribers: only this user")
+    show.add_argument("--json", action="store_true", help="the JSON answer, as the API gives it")
+    _add_socket(show)
     show.set_defaults(func=cmd_show)
-    logout = sub.add_parser("logout", help="log subscribers out (admin-logout)")
+    logout = sub.add_parser("logout", help="log subscribers out (admin-logout)",
+                            epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     logout.add_argument("--user")
     logout.add_argument("--address")
     logout.add_argument("--vr", help="alone: everyone in the VR; with --address: that VR's")
     logout.add_argument("--profile")
     logout.add_argument("--all", action="store_true")
     logout.add_argument("--json", action="store_true")
-    logout.add_argument("-s", "--socket", default=DEFAULT_SOCKET, help="control socket")
+    _add_socket(logout)
     logout.set_defaults(func=cmd_logout)
+    reload = sub.add_parser(
+        "reload", help="reload the configuration file (as SIGHUP): applies what can change "
+        "without dropping subscribers, reports what needs a restart",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    reload.add_argument("--json", action="store_true")
+    _add_socket(reload)
+    reload.set_defaults(func=cmd_reload)
 
 
-def _table(rows: list[dict], columns) -> str:
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _table(rows: list[dict], columns=None) -> str:
     if not rows:
         return "(none)"
     columns = list(columns or rows[0].keys())
-    cells = [[str(r.get(c, "") if r.get(c) is not None else "-") for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)),
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip(),
              "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            out += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+        return out
+    return [(prefix, _cell(value))]
+
+
+def _statistics(answer: dict) -> str:
+    parts = [f"subscribers  {answer.get('subscribers', 0)}"]
+    sections = [("supervisor", answer.get("supervisor")), ("refused", answer.get("refused")),
+                ("accounting", answer.get("accounting")), ("reload", answer.get("reload")),
+                ("metrics", answer.get("metrics"))]
+    for index, worker in enumerate(answer.get("workers") or []):
+        sections.append((f"worker {index}", worker))
+    for title, value in sections:
+        pairs = _flatten(value) if isinstance(value, dict) else [("", _cell(value))]
+        if not pairs:
+            continue
+        parts.append(f"\n{title}:")
+        width = max(len(k) for k, _ in pairs)
+        parts += [f"  {k.ljust(width)}  {v}".rstrip() for k, v in pairs]
+    return "\n".join(parts)
+
+
+def _fail(command: str, exc: ControlError) -> int:
+    print(f"dynipsec {command}: {exc}", file=sys.stderr)
+    return exc.exit_code
 
 
 def cmd_show(args) -> int:
@@ -236,19 +336,21 @@ def cmd_show(args) -> int:
     try:
         answer = request(args.socket, req)
     except ControlError as exc:
-        print(f"dynipsec show: {exc}", file=sys.stderr)
-        return 1
+        return _fail("show", exc)
     if args.json:
         print(json.dumps(answer, indent=1, default=str))
-        return 0
-    if "rows" in answer:
-        columns = SUBSCRIBER_COLUMNS if args.what == "subscribers" else None
-        print(_table(answer["rows"], columns))
-        if answer.get("refused"):
-            print("refused logins: " + ", ".join(f"{k} {v}" for k, v in answer["refused"].items()))
+        return EXIT_OK
+    if args.what == "statistics":
+        print(_statistics(answer))
+    elif "rows" in answer:
+        print(_table(answer["rows"], COLUMNS.get(args.what)))
+        if args.what == "licenses":
+            refused = answer.get("refused") or {}
+            print("\nrefused logins by reason: " + (", ".join(
+                f"{k} {v}" for k, v in refused.items()) or "none"))
     else:
         print(json.dumps({k: v for k, v in answer.items() if k != "ok"}, indent=1, default=str))
-    return 0
+    return EXIT_OK
 
 
 def cmd_logout(args) -> int:
@@ -260,11 +362,44 @@ def cmd_logout(args) -> int:
         req["all"] = True
     if len(req) == 1:
         print("dynipsec logout: give --user, --address, --vr, --profile or --all", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         answer = request(args.socket, req, timeout=30)
     except ControlError as exc:
-        print(f"dynipsec logout: {exc}", file=sys.stderr)
-        return 1
+        return _fail("logout", exc)
     print(json.dumps(answer) if args.json else f"{answer['count']} subscriber(s) logged out")
-    return 0
+    return EXIT_OK
+
+
+def cmd_reload(args) -> int:
+    try:
+        answer = request(args.socket, {"cmd": "reload"}, timeout=60)
+    except ControlError as exc:
+        return _fail("reload", exc)
+    if args.json:
+        print(json.dumps(answer, indent=1, default=str))
+        return EXIT_OK if answer.get("reloaded") else EXIT_REFUSED
+    if not answer.get("reloaded"):
+        errors = answer.get("errors") or []
+        print(f"dynipsec reload: configuration refused ({len(errors)} problem(s)); the running "
+              "configuration stays", file=sys.stderr)
+        for line in errors:
+            print(line, file=sys.stderr)
+        return EXIT_REFUSED
+    applied, restart = answer.get("applied") or [], answer.get("restart_needed") or {}
+    if not answer.get("changed"):
+        print("reloaded: no change")
+    else:
+        print(f"reloaded: {len(applied)} change(s) applied" + (":" if applied else ""))
+        for path in applied:
+            print(f"  {path}")
+    if restart:
+        print(f"restart needed for {len(restart)} change(s) (the running values stay):")
+        for path, why in restart.items():
+            print(f"  {path}: {why}")
+    failed = [w for w in answer.get("workers") or [] if not w.get("ok")]
+    if failed:
+        print(f"dynipsec reload: {len(failed)} worker(s) did not reload: "
+              + "; ".join(str(w.get("error")) for w in failed), file=sys.stderr)
+        return EXIT_REFUSED
+    return EXIT_OK

@@ -40,6 +40,8 @@ from responder.subscriber import Event
 
 from . import ipc
 from .control import ControlServer
+from .logsetup import setup_logging
+from .telemetry import effective_config
 from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,13 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._watchers: list[asyncio.Task] = []
         self.started_at = time.time()
+        self.metrics = None
+        if cfg.metrics.enabled:
+            from .metrics import SupervisorMetrics   # prometheus-client only when wanted
+            self.metrics = SupervisorMetrics(self)
+        #: the last reload's outcome (``show statistics``, ``dynipsec reload``)
+        self.last_reload: dict[str, Any] | None = None
+        self._reloading = asyncio.Lock()
 
     # -- start ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -135,6 +144,8 @@ class Supervisor:
             await self._spawn(handle)
         await asyncio.gather(*(h.ready.wait() for h in self.workers))
         await self.control.start()
+        if self.metrics is not None:
+            await self.metrics.start(str(cfg.metrics.address), cfg.metrics.port)
         log.info("dynipsec supervisor pid %d: %d workers ready, control socket %s",
                  os.getpid(), len(self.workers), cfg.control.socket)
 
@@ -207,6 +218,10 @@ class Supervisor:
             record = self.registry.get(message["key"])
             if record is not None:
                 record.update(message["record"])
+            return None
+        if op == "metrics":
+            if self.metrics is not None:
+                self.metrics.absorb(message)
             return None
         if op == "counters":
             for key, values in message.get("subs", {}).items():
@@ -294,6 +309,8 @@ class Supervisor:
         self.stats[f"sessions_ended_{cause}"] += 1
         if self.accountant is not None and record["acct_session_id"] in self.accountant.sessions:
             self.accountant.stop_session(record["acct_session_id"], Event(cause))
+        if self.metrics is not None:
+            self.metrics.session_ended(self.counters.get(key))
         self.counters.pop(key, None)
         log.info("subscriber %s (%s, %s in %s) logged out: %s", key, record.get("user"),
                  record.get("address"), record.get("vr"), cause)
@@ -362,6 +379,97 @@ class Supervisor:
                          "packets_in": c.input_packets, "packets_out": c.output_packets})
         return sorted(rows, key=lambda r: (r.get("worker", 0), r.get("id", 0)))
 
+    # -- reload (SIGHUP, `dynipsec reload`) ----------------------------------------------------
+    async def reload(self) -> dict[str, Any]:
+        """Load the file again: a refused file changes nothing (its one-line errors are
+        logged and answered); else what can change without dropping a subscriber is
+        applied here and in every worker, and what needs a restart is logged and
+        reported (responder/daemon/reload.py)."""
+        async with self._reloading:        # two SIGHUPs in a row: one after the other
+            return await self._reload()
+
+    async def _reload(self) -> dict[str, Any]:
+        from responder.config import ConfigError, load_config
+
+        at = time.time()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %d problem(s) in %s",
+                      len(exc.problems), self.config_path)
+            for line in exc.problems:
+                log.error("reload: %s", line)
+            self.stats["reloads_refused"] += 1
+            self.last_reload = {"ok": False, "at": at, "errors": list(exc.problems)}
+            return self.last_reload
+        effective, plan = effective_config(self.cfg, new)
+        self._apply(effective, plan.applied)
+        workers = []
+        for reply in await self.ask_workers({"op": "reload", "path": self.config_path}):
+            workers.append({"ok": bool(reply.get("ok")), "error": reply.get("error")})
+        self.stats["reloads"] += 1
+        log.info("configuration reloaded: %s", plan.summary())
+        for path, why in plan.restart.items():
+            log.warning("reload: %s changed but needs a restart (%s); the running value stays",
+                        path, why)
+        self.last_reload = {"ok": True, "at": at, **plan.as_dict(), "workers": workers}
+        return self.last_reload
+
+    def _apply(self, new: ResponderConfig, applied: list[str]) -> None:
+        old, self.cfg = self.cfg, new
+        self.licenses.tunnel.size = new.licenses.ipsec_tunnel
+        self.licenses.subscriber.size = new.licenses.subscriber
+        for path in applied:
+            parts = path.split(".")
+            if parts[0] == "pools":
+                vrs = [parts[1]] if len(parts) >= 2 else list(new.pools)
+                for vr in vrs:
+                    names = [parts[2]] if len(parts) >= 3 else list(new.pools.get(vr, {}))
+                    for name in names:
+                        self._apply_pool(vr, name, new.pools.get(vr, {}).get(name))
+        if self._dae is not None and new.aaa.dae is not None:
+            self._dae.processor.clients = {ipaddress.ip_address(c.address): c
+                                           for c in build_dae_clients(new)}
+            self._dae.processor.replay_window = new.aaa.dae.replay_window
+        if self.accountant is not None and new.aaa.radius is not None and (
+                old.aaa.radius != new.aaa.radius or old.aaa.accounting != new.aaa.accounting):
+            previous = self._radius
+            self._radius = RadiusClient(build_radius_groups(new),
+                                        default_group=radius_default_group(new))
+            self.accountant.sender = self._radius
+            self.accountant.group = new.aaa.accounting.server_group
+            if previous is not None:   # requests in flight may still wait for it
+                asyncio.get_running_loop().call_later(30, previous.close)
+        self.log_level = new.logging.level
+        setup_logging(new.logging.level, new.logging.format, "sup")
+
+    def _apply_pool(self, vr: str, name: str, pool_cfg) -> None:
+        """A new pool, or a grown one (same leases, more addresses)."""
+        from responder.pools import AddressPool
+        if pool_cfg is None:
+            return
+        try:
+            vr_pools = self.pools.vr(vr)
+        except PoolError:
+            vr_pools = None
+        old = vr_pools.pools.get(name) if vr_pools is not None else None
+        if old is None:
+            self.pools.add_pool(vr, name, list(pool_cfg.ranges), list(pool_cfg.exclude))
+            log.info("reload: pool %s in %s added", name, vr)
+            return
+        grown = AddressPool(name, list(pool_cfg.ranges), list(pool_cfg.exclude))
+        for address in sorted(old._used):
+            grown.take_specific(address)
+        del vr_pools.pools[name]
+        try:
+            vr_pools.add_pool(grown)
+        except PoolError:
+            vr_pools.pools[name] = old
+            log.error("reload: pool %s in %s not grown: it would overlap another", name, vr)
+            return
+        log.info("reload: pool %s in %s now %d addresses (was %d)", name, vr, grown.size,
+                 old.size)
+
     # -- run / stop -------------------------------------------------------------------------
     def request_stop(self) -> None:
         self._stopping.set()
@@ -370,6 +478,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             await self.start()
         except Exception:
@@ -386,6 +495,8 @@ class Supervisor:
         self._stopping.set()
         if self.control is not None:
             await self.control.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         for handle in self.workers:
             if handle.channel is not None and not handle.channel.closed:
                 handle.channel.notify({"op": "shutdown"})

@@ -40,6 +40,8 @@ from .datapath import DataPath
 from .keyexport import with_key_export
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
+from .logsetup import setup_logging
+from .telemetry import WorkerTelemetry
 from .udpio import DatagramSocket, RawEspSocket
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,8 @@ class Worker:
         authenticator, radius = build_authenticator(cfg)
         self.channel = await ipc.open_channel(self.ipc_sock, self._on_message,
                                               name=f"worker{self.index}")
-        link = IpcLink(self.channel)
+        self.telemetry = WorkerTelemetry(self.index, responder, loop.time)
+        link = self.telemetry.wrap_link(IpcLink(self.channel))
         self._open_raw_esp(loop)
         self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,
                                  send_raw=self._send_raw_esp if self._raw else None,
@@ -191,8 +194,9 @@ class Worker:
         gate.orchestrator = self.orchestrator
         self.rt = ResponderTransport(responder, esp_handler=self.datapath.esp_received,
                                      event_handler=with_key_export(cfg.ike.key_export_file,
-                                                                   self.orchestrator.handle_event),
+                                                                   self.telemetry.handle_event),
                                      loop=loop)
+        self.telemetry.attach(self.orchestrator, self, radius)
         for address, port, sock in self.sockets:
             local = (address, port)
             # batched reads (udpio.py); on 4500 ESP skips the IKE transport
@@ -216,6 +220,7 @@ class Worker:
         await self._shutdown()
         ticker.cancel()
         serve.cancel()
+        self.telemetry.close()
         if radius is not None:
             radius.close()
         return 0
@@ -318,6 +323,8 @@ class Worker:
                                                    message.get("idle_timeout"))}
         if op == "show":
             return self._show(message.get("what", ""))
+        if op in ("reload", "metrics"):
+            return self.telemetry.on_message(message)
         if op == "shutdown":
             self._stop("supervisor asked")
             return {"ok": True}
@@ -364,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     cfg = load_config(args.config)
+    setup_logging(args.log_level, cfg.logging.format, f"w{args.index}")
     sockets = []
     for spec in args.socket:
         address, port, fd = spec.rsplit(":", 2)
