@@ -47,8 +47,8 @@ __all__ = ["SupervisorMetrics", "LATENCY_BUCKETS", "EXCHANGES"]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 EXCHANGES = ("phase1", "xauth_aaa", "quick_mode", "login")
-#: datapath / engine statistics keys that are drops, and their reason label
-_DROP_KEYS = {"esp_dropped": "integrity-or-replay", "unknown_spi": "unknown-spi"}
+#: the data path counts drops as ``drop_<reason>`` (and ``esp_dropped`` in total)
+_DROP_PREFIX = "drop_"
 
 
 class SupervisorMetrics:
@@ -179,8 +179,10 @@ class _StateCollector:
             worker = str(index)
             ike.add_metric([worker], reply.get("ike_sas", 0))
             for key, value in (reply.get("datapath") or {}).items():
-                if key in _DROP_KEYS or key.startswith("drop"):
-                    drops.add_metric([worker, _DROP_KEYS.get(key, key)], value)
+                if key.startswith(_DROP_PREFIX):
+                    drops.add_metric([worker, key[len(_DROP_PREFIX):]], value)
+                elif key == "unknown_spi":
+                    drops.add_metric([worker, "unknown-spi"], value)
         yield ike
         yield drops
         ipsec = GaugeMetricFamily("dynipsec_ipsec_sas",

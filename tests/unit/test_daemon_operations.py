@@ -247,6 +247,14 @@ def test_metrics_registry(tmp_path):
     assert samples[("dynipsec_ipsec_sas", (("worker", "0"),))] == 1
     assert samples[("dynipsec_exchange_seconds_count", (("exchange", "login"),))] == 1
     assert ("dynipsec_octets_total", (("direction", "in"),)) in samples
+    # ESP drops by reason, from the workers' data path statistics (drop_<reason>)
+    from prometheus_client import generate_latest
+    sup.metrics.worker_stats = [{"ike_sas": 3, "datapath": {"esp_dropped": 5, "drop_replay": 3,
+                                                            "drop_integrity": 2}}]
+    text = generate_latest(sup.metrics.registry).decode()
+    assert 'dynipsec_esp_dropped_total{reason="replay",worker="0"} 3.0' in text
+    assert 'dynipsec_esp_dropped_total{reason="integrity",worker="0"} 2.0' in text
+    assert 'dynipsec_ike_sas{worker="0"} 3.0' in text
 
 
 # -- the CLI ------------------------------------------------------------------------------------
