@@ -79,6 +79,9 @@ class Event(enum.Enum):
     XAUTH_TIMEOUT = "xauth-timeout"
     #: the daemon is stopping (beyond the brief's list; accounting says Admin-Reboot)
     NAS_SHUTDOWN = "nas-shutdown"
+    #: the same user logged in again from the same peer with INITIAL-CONTACT (RFC 2407
+    #: §4.6.3.3): the peer lost its state, so its older session is dead (Lost-Carrier)
+    INITIAL_CONTACT = "initial-contact"
 
 
 LIVE_STATES = frozenset({State.INSTANTIATED, State.AUTHENTICATING, State.AUTHORIZED,
@@ -96,6 +99,7 @@ TEARDOWN_SCOPE: dict[Event, frozenset[State]] = {
     Event.DPD_TIMEOUT: LIVE_STATES,
     Event.RADIUS_DISCONNECT: LIVE_STATES,
     Event.NAS_SHUTDOWN: LIVE_STATES,
+    Event.INITIAL_CONTACT: LIVE_STATES,
     Event.SESSION_TIMEOUT: AUTHORIZED_STATES,
     Event.IDLE_TIMEOUT: AUTHORIZED_STATES,
     Event.NO_PROFILE: frozenset({State.INSTANTIATED}),

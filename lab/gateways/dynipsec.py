@@ -16,8 +16,13 @@ rendered into a responder configuration (responder/config):
   with ``NAT Traversal Mode none``) use raw ESP, IP protocol 50; the lab's strongSwan
   clients force encapsulation themselves (kernel-libipsec), the clients behind the NAT
   host detect the NAT (``render_config(force_encap=True)`` makes every peer use UDP
-  4500, like ``encap=yes`` on a strongSwan gateway), and ``remote_delete_grace: 0`` (a client's Delete logs it out at once, which the scenario
-  checks; the product default is the SPEC's one minute).
+  4500, like ``encap=yes`` on a strongSwan gateway), and ``remote_delete_grace: 0`` by
+  default (a client's Delete logs it out at once, which the scenario checks; the product
+  default is the SPEC's one minute);
+* ``mode_config.send_unrequested: true`` (strongSwan clients ask for address and DNS
+  only; like from the reference gateway they get netmask, WINS, banner, domain too);
+* tests may shrink the license pools (``licenses=(tunnel, subscriber)``), DPD and the
+  remote delete grace.
 
 Subscribers appear as TUN devices with a /32 route inside the VR namespaces, so unlike
 the reference gateway nothing is added to the router itself.
@@ -46,13 +51,17 @@ AAA_MODES = ("local", "radius")
 
 
 def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None,
-                  aaa: str = "local", workers: int = 2, licenses: int = 1000,
+                  aaa: str = "local", workers: int = 2,
+                  licenses: int | tuple[int, int] = 1000,
                   log_level: str = "info", dpd: tuple[float, float] = (10.0, 30.0),
                   max_attempts: int = 3, extra_users: dict[str, dict] | None = None,
-                  force_encap: bool = False) -> dict:
-    """The responder configuration (a dict, dumped as YAML) for the plan."""
+                  remote_delete_grace: float = 0.0, force_encap: bool = False) -> dict:
+    """The responder configuration (a dict, dumped as YAML) for the plan. `licenses`:
+    both pool sizes, or (IPsec tunnel, subscriber)."""
     if aaa not in AAA_MODES:
         raise ValueError(f"aaa must be one of {AAA_MODES}, not {aaa!r}")
+    tunnel_licenses, subscriber_licenses = (licenses if isinstance(licenses, tuple)
+                                            else (licenses, licenses))
     groups = plan.groups
     cfg: dict[str, Any] = {
         "listen": [{"address": plan.gateway}],
@@ -62,7 +71,7 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
         "pools": {g.group: {g.group: {"ranges": [g.pool]}} for g in groups},
         "ike": {
             "force_encap": force_encap,
-            "remote_delete_grace": 0,
+            "remote_delete_grace": remote_delete_grace,
             "dpd": {"enabled": True, "interval": dpd[0], "timeout": dpd[1]},
             "limits": {"max_half_open_per_peer": 64, "max_sas_per_peer": 64},
         },
@@ -79,11 +88,12 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
                 "dns": list(g.dns), "wins": list(g.wins),
                 **({"banner": g.banner} if g.banner else {}),
                 **({"default_domain": g.default_domain} if g.default_domain else {}),
+                "send_unrequested": True,
             },
             "xauth": {"max_attempts": max_attempts, "timeout": 30},
         } for g in groups],
         "aaa": {"default_method": aaa},
-        "licenses": {"ipsec_tunnel": licenses, "subscriber": licenses},
+        "licenses": {"ipsec_tunnel": tunnel_licenses, "subscriber": subscriber_licenses},
         "control": {"socket": control_socket},
         "metrics": {"enabled": False},
         "logging": {"level": log_level},
@@ -180,9 +190,11 @@ class DynipsecGateway(Gateway):
 
     def __init__(self, node: ProcessHost, workdir: Path, plan: AccessPlan,
                  tracker: PidTracker | None = None, *, aaa: str = "local",
-                 topology: Any = None, workers: int = 2, licenses: int = 1000,
+                 topology: Any = None, workers: int = 2,
+                 licenses: int | tuple[int, int] = 1000,
                  log_level: str = "info", extra_users: dict[str, dict] | None = None,
-                 max_attempts: int = 3,
+                 max_attempts: int = 3, dpd: tuple[float, float] = (10.0, 30.0),
+                 remote_delete_grace: float = 0.0,
                  extra_config: dict | None = None):
         super().__init__(node, workdir, plan, tracker)
         self.topology = topology if topology is not None else getattr(tracker, "topology", None)
@@ -193,7 +205,8 @@ class DynipsecGateway(Gateway):
         config = render_config(plan, control_socket=str(socket_path), topology=self.topology,
                                aaa=aaa, workers=workers, licenses=licenses,
                                log_level=log_level, extra_users=extra_users,
-                               max_attempts=max_attempts)
+                               max_attempts=max_attempts, dpd=dpd,
+                               remote_delete_grace=remote_delete_grace)
         if extra_config:  # e.g. static_tunnels, ike.key_export_file
             config = merge_config(config, extra_config)
         self.daemon = DynipsecDaemon(node, self.workdir, config, tracker)

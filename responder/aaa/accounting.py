@@ -80,6 +80,9 @@ TERMINATE_CAUSE: dict[Event, TerminateCause] = {
     Event.WORKER_LOST: TerminateCause.PORT_ERROR,
     # The operator stops the daemon: "Administrator is ending service on the NAS".
     Event.NAS_SHUTDOWN: TerminateCause.ADMIN_REBOOT,
+    # The same user came back from the same peer with INITIAL-CONTACT: the peer lost its
+    # state (restarted, killed) without a Delete, as DPD would have found out later.
+    Event.INITIAL_CONTACT: TerminateCause.LOST_CARRIER,
     # The rest end a login before accounting Start is sent (Start follows address
     # assignment); they are mapped only so that the table is total.
     Event.AUTH_FAILED: TerminateCause.USER_ERROR,

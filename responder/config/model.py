@@ -351,6 +351,10 @@ class ModeConfigSettings(Strict):
     banner: str | None = Field(None, max_length=2000)
     #: pull: the client asks (strongSwan, vpnc); push: the responder sets, client ACKs
     mode: Literal["pull", "push"] = "pull"
+    #: pull: answer a REQUEST with every attribute we have, not only those asked for
+    #: (what strongSwan's gateway does: strongSwan clients ask for address, DNS and the
+    #: Unity split attributes only, and get netmask, WINS, banner, domain only this way)
+    send_unrequested: bool = False
 
 
 class XauthSettings(Strict):

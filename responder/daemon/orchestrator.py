@@ -21,7 +21,20 @@ Phase2Established     ESP SAs installed on the data path, phase2-up
 Phase2Deleted         that child's SAs removed (rekeys keep the subscriber)
 Phase1Deleted         teardown: remote-delete (after ``remote_delete_grace``), dpd-timeout
 PeerDead              dpd-timeout
+InitialContact        noted; once AAA grants that SA's user, the user's older subscribers
+                      from the same peer address go (initial-contact, Lost-Carrier)
 ====================  ==================================================================
+
+Refusals after the Xauth credentials (no license, no address, interface trouble) end
+Xauth properly: STATUS=FAIL at once (no re-prompt), the client's ACK, then Delete.
+
+Remote delete grace: when the peer deleted all its SAs, the subscriber waits
+``remote_delete_grace`` seconds (interface, address, accounting kept). If the same user
+logs in again from the same peer address to the same profile meanwhile (new phase 1,
+Xauth with AAA again), the new IKE SA is re-attached to the waiting subscriber: same
+address, interface and accounting session; the stand-in subscriber of the new phase 1
+goes without a trace (it held nothing but the SA). Otherwise the grace ends in a
+remote-delete logout (User-Request).
 
 Every resource goes into the subscriber's ledger with its release; teardown (any
 cause) releases them newest first: accounting Stop (supervisor), ESP SAs, interface
@@ -178,6 +191,11 @@ class SubscriberInfo:
     children: dict[int, Any] = field(default_factory=dict)
     grace: asyncio.TimerHandle | None = None
     result: AuthResult | None = None
+    config: ModeConfig | None = None
+    #: the peer sent INITIAL-CONTACT in this phase 1
+    initial_contact: bool = False
+    #: the Transaction task sends STATUS=FAIL and deletes the SA after the ACK
+    xauth_fail_sent: bool = False
 
 
 _PHASE1_REASONS = {
@@ -215,6 +233,8 @@ class Orchestrator:
         self._tasks: set[asyncio.Task] = set()
         self.remote_delete_grace = cfg.ike.remote_delete_grace
         self.stopping = False
+        #: SAs whose INITIAL-CONTACT came before their Phase1Established
+        self._initial_contact: set[str] = set()
 
     def key(self, sub: Subscriber) -> str:
         return f"{self.worker_index}:{sub.id}"
@@ -230,6 +250,8 @@ class Orchestrator:
             log.exception("handling %s failed", type(event).__name__)
 
     def _on_phase1_established(self, event: ev.Phase1Established) -> None:
+        initial_contact = event.sa_id in self._initial_contact
+        self._initial_contact.discard(event.sa_id)
         if not event.dynamic:
             log.info("[%s] phase 1 from %s:%d without the Xauth VID: static, no subscriber",
                      event.sa_id, *event.peer)
@@ -250,11 +272,17 @@ class Orchestrator:
             return
         self.by_sa[event.sa_id] = sub
         info = SubscriberInfo(self.key(sub), event.sa_id, event.exchange, event.transform,
-                              tuple(sorted(event.vendor_features)), event.local)
+                              tuple(sorted(event.vendor_features)), event.local,
+                              initial_contact=initial_contact)
         self.info[sub.id] = info
         sub.on_gone(self._forget)
         sub.ledger.take(ResourceKind.IKE_SA, event.sa_id, lambda: self._delete_ike_sa(sub, info))
         sub.handle(Event.XAUTH_STARTED)
+        # the profile's Xauth and Mode-Config settings for this SA
+        self.task.configure(self.task.context(self.clock()), event.sa_id,
+                            max_attempts=profile.xauth.max_attempts,
+                            xauth_timeout=profile.xauth.timeout,
+                            answer_unrequested=profile.mode_config.send_unrequested)
         self.stats["subscribers_created"] += 1
         log.info("subscriber %s: %s mode phase 1 %s from %s:%d, identity %s -> profile %s",
                  info.key, event.exchange, event.sa_id, *event.peer, event.identity, profile.name)
@@ -268,7 +296,8 @@ class Orchestrator:
     def _on_credentials(self, event: tev.XauthCredentials) -> None:
         sub = self.by_sa.get(event.sa_id)
         if sub is None or not sub.live:
-            self.task.xauth_result(self.task.context(self.clock()), event.sa_id, False)
+            self.task.xauth_result(self.task.context(self.clock()), event.sa_id, False,
+                                   final=True, reason="no-subscriber")
             self.flush()
             return
         self.table.set_username(sub, event.username)
@@ -360,6 +389,7 @@ class Orchestrator:
             loop = asyncio.get_event_loop()
             info.grace = loop.call_later(self.remote_delete_grace, self._teardown, sub,
                                          Event.REMOTE_DELETE)
+            self.link.update(info.key, {"grace": True})
             return
         self._teardown(sub, cause)
 
@@ -369,10 +399,16 @@ class Orchestrator:
             self._teardown(sub, Event.DPD_TIMEOUT)
 
     def _on_initial_contact(self, event: ev.InitialContact) -> None:
-        # Not acted upon: behind a NAT many clients share one address, so "this peer's
-        # older sessions" needs the user too, known only after Xauth (see docs).
+        # Behind a NAT many clients share one address, so "this peer's older sessions"
+        # needs the user too, known only after Xauth: acted upon in _login.
         log.info("[%s] INITIAL-CONTACT from %s:%d (%s)", event.sa_id, *event.peer,
                  event.identity)
+        sub = self.by_sa.get(event.sa_id)
+        info = self.info.get(sub.id) if sub is not None else None
+        if info is not None:
+            info.initial_contact = True
+        elif len(self._initial_contact) < 10_000:
+            self._initial_contact.add(event.sa_id)
 
     def _on_exchange_failed(self, event: ev.ExchangeFailed) -> None:
         self.stats[f"exchange_failed_{event.exchange.lower()}"] += 1
@@ -430,7 +466,79 @@ class Orchestrator:
                                    result.reply_message)
             self.flush()
             return
+        waiting = self._waiting_in_grace(sub, creds.username)
+        if waiting is not None:
+            self._reattach(waiting, sub, info, result)
+            return
+        if info.initial_contact:
+            self._drop_older_sessions(sub, creds.username)
         await self._grant(sub, info, profile, creds.username, result, t0)
+
+    def _refuse_login(self, sub: Subscriber, info: SubscriberInfo, cause: Event,
+                      counter: str, detail: str) -> None:
+        """A refusal after AAA granted (license, address, interface): Xauth ends with
+        STATUS=FAIL at once (no re-prompt: retrying cannot help), the task deletes the
+        SA once the client ACKed it; the subscriber goes with `cause`."""
+        self.refused[counter] += 1
+        log.warning("subscriber %s: user %r denied: %s", info.key, sub.username, detail)
+        if info.sa_id:
+            info.xauth_fail_sent = self.task.xauth_result(
+                self.task.context(self.clock()), info.sa_id, False,
+                f"access refused: {counter}", final=True, reason=cause.value)
+        self._teardown(sub, cause)
+
+    # -- remote delete grace and INITIAL-CONTACT ------------------------------------------
+    def _waiting_in_grace(self, sub: Subscriber, username: str) -> Subscriber | None:
+        """The user's subscriber from the same peer address and profile whose SAs the
+        peer deleted less than `remote_delete_grace` ago, if any."""
+        for other in self.table.by_user(username):
+            info = self.info.get(other.id)
+            if (other is not sub and other.live and info is not None and info.grace is not None
+                    and other.peer.address == sub.peer.address and other.profile == sub.profile):
+                return other
+        return None
+
+    def _reattach(self, waiting: Subscriber, standin: Subscriber, standin_info: SubscriberInfo,
+                  result: AuthResult) -> None:
+        """The waiting subscriber continues on the stand-in's new IKE SA: same address,
+        interface, accounting session; Mode-Config gives the same configuration."""
+        info = self.info[waiting.id]
+        sa_id = standin_info.sa_id
+        assert info.grace is not None
+        info.grace.cancel()
+        info.grace = None
+        standin_info.sa_id = ""  # the stand-in's teardown must leave the SA alone
+        self.by_sa[sa_id] = waiting
+        info.sa_id, info.exchange, info.transform = sa_id, standin_info.exchange, standin_info.transform
+        info.vendor_features, info.local = standin_info.vendor_features, standin_info.local
+        waiting.peer = standin.peer
+        path = self.datapath.subscribers.get(info.key)
+        if path is not None:
+            path.sa_id = sa_id
+        standin.teardown(Event.REMOTE_DELETE)  # held nothing but the SA: no trace
+        self.stats["reattached"] += 1
+        log.info("subscriber %s: user %r back from %s:%d within the grace: IKE SA %s "
+                 "re-attached (%s kept; stand-in %s dropped)", info.key, waiting.username,
+                 waiting.peer.address, waiting.peer.port, sa_id, waiting.address,
+                 standin_info.key)
+        self.link.update(info.key, {"ike_sa": sa_id, "peer": f"{waiting.peer.address}:"
+                                    f"{waiting.peer.port}", "exchange": info.exchange,
+                                    "transform": info.transform, "grace": False})
+        ctx = self.task.context(self.clock())
+        if info.config is not None:
+            self.task.set_config(ctx, sa_id, info.config)
+        self.task.xauth_result(ctx, sa_id, True)
+        self.flush()
+
+    def _drop_older_sessions(self, sub: Subscriber, username: str) -> None:
+        """INITIAL-CONTACT (RFC 2407 §4.6.3.3): the peer has no state any more; its
+        older subscribers of the same user from the same address go at once."""
+        for other in self.table.by_user(username):
+            if other is not sub and other.live and other.peer.address == sub.peer.address:
+                log.info("subscriber %s: INITIAL-CONTACT from %s for user %r: older "
+                         "subscriber %s logged out", self.key(sub), sub.peer.address,
+                         username, self.key(other))
+                self._teardown(other, Event.INITIAL_CONTACT)
 
     async def _grant(self, sub: Subscriber, info: SubscriberInfo, profile: TunnelProfile,
                      username: str, result: AuthResult, t0: float) -> None:
@@ -441,6 +549,8 @@ class Orchestrator:
             "vr": result.virtual_router or profile.vr,
             "pool": result.pool_name, "profile_pool": profile.pool, "profile_vr": profile.vr,
             "framed_ip": str(result.framed_ip) if result.framed_ip else None,
+            # the supervisor ends this user's older sessions from the peer on other workers
+            "peer": str(sub.peer.address), "initial_contact": info.initial_contact,
         }
         try:
             reply = await self.link.acquire(key, request)
@@ -456,10 +566,8 @@ class Orchestrator:
         if not sub.live:
             return
         if not reply.get("ok"):
-            kind = reply.get("kind", "license")
-            self.refused[f"{kind}"] += 1
-            log.warning("subscriber %s: user %r denied: %s", key, username, reply.get("reason"))
-            self._teardown(sub, Event.LICENSE_REFUSED)
+            self._refuse_login(sub, info, Event.LICENSE_REFUSED, reply.get("kind", "license"),
+                               reply.get("reason", "refused by the supervisor"))
             return
         now = self.clock()
         session_timeout = result.session_timeout if result.session_timeout is not None \
@@ -477,8 +585,8 @@ class Orchestrator:
             iface = await self.interfaces.create(vr_cfg.netns, name, address, mtu)
         except Exception as exc:  # noqa: BLE001 - netlink refused: the login ends here
             log.error("subscriber %s: interface %s in %s failed: %s", key, name, vr_cfg.netns, exc)
-            self.refused["interface"] += 1
-            self._teardown(sub, Event.ADMIN_LOGOUT)
+            if sub.live:
+                self._refuse_login(sub, info, Event.ADMIN_LOGOUT, "interface", str(exc))
             return
         if not sub.live:
             self.interfaces.remove(iface)
@@ -498,6 +606,7 @@ class Orchestrator:
                             self.datapath.counters(key)))
         netmask = IPv4(reply["netmask"]) if reply.get("netmask") else None
         config = mode_config_for(profile, result, address, netmask)
+        info.config = config
         ctx = self.task.context(now)
         self.task.set_config(ctx, info.sa_id, config)
         self.task.xauth_result(ctx, info.sa_id, True)
@@ -541,7 +650,7 @@ class Orchestrator:
             info.grace = None
         if not info.sa_id:
             return
-        if sub.teardown_event is Event.AUTH_FAILED:
+        if sub.teardown_event is Event.AUTH_FAILED or info.xauth_fail_sent:
             return  # the Transaction task deletes it after the FAIL is ACKed
         self.responder.delete_phase1(info.sa_id, self.clock(),
                                      (sub.teardown_event or Event.ADMIN_LOGOUT).value)

@@ -235,6 +235,7 @@ class Supervisor:
         key = message["key"]
         if key in self.held:
             return {"ok": False, "kind": "duplicate", "reason": f"{key} already holds resources"}
+        self._older_sessions_go(key, message)
         try:
             self.licenses.acquire_both(key)
         except LicenseRefused as refused:
@@ -264,6 +265,29 @@ class Supervisor:
         netmask = _pool_netmask(vr_pools.get(lease.pool)) if lease.pool else None
         return {"ok": True, "address": str(lease.address), "vr": vr, "pool": lease.pool,
                 "netmask": netmask}
+
+    def _older_sessions_go(self, key: str, message: dict) -> None:
+        """The user logs in again from the same peer address, maybe on another worker
+        (steering follows the new initiator cookie): its older session goes now if the
+        peer sent INITIAL-CONTACT (initial-contact), or if that session waits in the
+        remote delete grace (remote-delete: the peer deleted it and did not come back
+        to it). The worker of the new login handled its own ones already."""
+        peer, user = message.get("peer"), message.get("user")
+        if not peer or not user:
+            return
+        older = [r for r in self.select(user=user)
+                 if r["key"] != key and r.get("peer", "").rsplit(":", 1)[0] == peer
+                 and (message.get("initial_contact") or r.get("grace"))]
+        for cause in (Event.INITIAL_CONTACT, Event.REMOTE_DELETE):
+            records = [r for r in older
+                       if (Event.REMOTE_DELETE if r.get("grace") else Event.INITIAL_CONTACT) is cause]
+            if records:
+                log.info("login %s of %r from %s: older session(s) %s go (%s)", key, user,
+                         peer, ", ".join(r["key"] for r in records), cause.value)
+                task = asyncio.ensure_future(self.logout(records, cause))
+                background = self.__dict__.setdefault("_older_logouts", set())
+                background.add(task)
+                task.add_done_callback(background.discard)
 
     def _release(self, key: str) -> None:
         held = self.held.pop(key, None)

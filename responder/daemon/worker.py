@@ -126,17 +126,18 @@ class ThreadedInterfaces:
 
 
 def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
-    """One Transaction policy for the worker (the task has no per-profile settings):
-    the most patient of the profiles' Xauth settings, push if any profile wants it."""
+    """The worker's Transaction policy: the defaults until the subscriber's profile is
+    known (the first Xauth REQUEST leaves with phase 1): the most patient of the
+    profiles' Xauth settings, push if any profile wants it. The orchestrator then sets
+    the profile's own values per SA (`TransactionTask.configure`)."""
     profiles = cfg.tunnel_profiles
     return TransactionPolicy(
         xauth_max_attempts=max(p.xauth.max_attempts for p in profiles),
         xauth_timeout=max(p.xauth.timeout for p in profiles),
         modecfg_push=any(p.mode_config.mode == "push" for p in profiles),
-        # strongSwan clients ask only for ADDR, DNS and Unity split attributes; they get
-        # netmask, WINS, banner and domain only unrequested (as from the reference
-        # gateway), and issue 4 wants every client to receive all of them.
-        answer_unrequested=True,
+        # issue 4: pull answers only what was asked; a profile's
+        # mode_config.send_unrequested changes that per SA (orchestrator)
+        answer_unrequested=False,
         application_version="dynipsec",
     )
 

@@ -122,6 +122,19 @@ class Session:
     queued: QueuedRequest | None = None
     pending: dict[int, PendingMessage] = field(default_factory=dict)
     failure_reported: bool = False
+    #: per-SA overrides of the policy (the subscriber's tunnel profile, `configure`)
+    max_attempts: int | None = None
+    xauth_timeout: float | None = None
+    answer_unrequested: bool | None = None
+
+    def setting(self, name: str, policy: "TransactionPolicy"):
+        """This SA's value of a per-profile setting, else the policy's."""
+        value = getattr(self, name)
+        return getattr(policy, _POLICY_NAMES.get(name, name)) if value is None else value
+
+
+#: Session override -> TransactionPolicy field
+_POLICY_NAMES = {"max_attempts": "xauth_max_attempts"}
 
 
 #: The answer each of our requests expects (xauth-06 §4.1/§4.2, mode-cfg-02 §3.2).
@@ -205,12 +218,35 @@ class TransactionTask:
         self._ON_ANSWER[pending.kind](self, ctx, session, payload)
 
     # ------------------------------------------------------------ daemon API
+    def configure(self, ctx: SaContext, sa_id: str, *, max_attempts: int | None = None,
+                  xauth_timeout: float | None = None,
+                  answer_unrequested: bool | None = None) -> bool:
+        """Per-SA settings (the subscriber's tunnel profile, known right after phase 1):
+        Xauth attempts and client answer time, whether a Mode-Config REQUEST is answered
+        with unrequested attributes too. None keeps the policy's value. A pending Xauth
+        REQUEST is re-armed with the new timeout. False if the SA is unknown."""
+        session = self._live_session(sa_id)
+        if session is None:
+            return False
+        if max_attempts is not None:
+            session.max_attempts = max_attempts
+        if answer_unrequested is not None:
+            session.answer_unrequested = answer_unrequested
+        if xauth_timeout is not None:
+            session.xauth_timeout = xauth_timeout
+            if session.xauth == "requested":
+                self._expect_within(ctx, session.sa, xauth_timeout)
+        return True
+
     def xauth_result(self, ctx: SaContext, sa_id: str, granted: bool,
-                     message: str | None = None) -> bool:
+                     message: str | None = None, *, final: bool = False,
+                     reason: str = "denied") -> bool:
         """AAA's answer for the last `XauthCredentials` of this SA.
 
         Granted: SET(STATUS=OK). Denied: re-prompt while attempts are left,
-        else SET(STATUS=FAIL), `XauthFailed` and the SA goes. `message` is
+        else SET(STATUS=FAIL), `XauthFailed` and the SA goes. `final`: no
+        re-prompt, STATUS=FAIL now (a refusal no retry can change: no license,
+        no address); `reason` is the `XauthFailed` reason. `message` is
         shown to the user (XAUTH_MESSAGE). False if the SA is gone or not
         waiting for AAA (a late answer): nothing is sent then.
         """
@@ -221,13 +257,13 @@ class TransactionTask:
                      "SA gone" if session is None else f"Xauth is {session.xauth}")
             return False
         if not granted:
-            self._failed_attempt(ctx, session, "denied", message)
+            self._failed_attempt(ctx, session, reason, message, final=final)
             return True
         session.xauth = XAUTH_TABLE.next(session.xauth, "granted")
         ctx.sa_log(session.sa).info("Xauth user %r granted", session.username)
         self._send_request(ctx, session, "xauth_status", CfgType.SET,
                            status_attributes(True, message))
-        self._expect_within(ctx, session.sa, self.policy.xauth_timeout)
+        self._expect_within(ctx, session.sa, session.setting("xauth_timeout", self.policy))
         return True
 
     def set_config(self, ctx: SaContext, sa_id: str, config: ModeConfig) -> bool:
@@ -255,7 +291,7 @@ class TransactionTask:
         session.attempt += 1
         self._send_request(ctx, session, "xauth_request", CfgType.REQUEST,
                            request_attributes(message))
-        self._expect_within(ctx, session.sa, self.policy.xauth_timeout)
+        self._expect_within(ctx, session.sa, session.setting("xauth_timeout", self.policy))
 
     def _on_xauth_reply(self, ctx: SaContext, session: Session, payload: AttributePayload) -> None:
         sa_log = ctx.sa_log(session.sa)
@@ -274,8 +310,8 @@ class TransactionTask:
                                   session.attempt))
 
     def _failed_attempt(self, ctx: SaContext, session: Session, reason: str,
-                        message: str | None) -> None:
-        if session.attempt < self.policy.xauth_max_attempts:
+                        message: str | None, *, final: bool = False) -> None:
+        if not final and session.attempt < session.setting("max_attempts", self.policy):
             session.xauth = XAUTH_TABLE.next(session.xauth, "retry")
             self._send_xauth_request(ctx, session, message or self.policy.retry_message)
             return
@@ -344,14 +380,15 @@ class TransactionTask:
             self._send_request(ctx, session, "modecfg_set", CfgType.SET,
                                push_attributes(session.config))
             self._modecfg_step(ctx, session, "set_sent")
-            self._expect_within(ctx, session.sa, self.policy.xauth_timeout)
+            self._expect_within(ctx, session.sa, session.setting("xauth_timeout", self.policy))
 
     def _send_modecfg_reply(self, ctx: SaContext, session: Session) -> None:
         request, session.queued = session.queued, None
         assert request is not None and session.config is not None  # checked by the caller
         attributes = reply_attributes(request.requested, session.config,
                                       self.policy.application_version,
-                                      answer_unrequested=self.policy.answer_unrequested)
+                                      answer_unrequested=session.setting(
+                                          "answer_unrequested", self.policy))
         # mode-cfg-02 §3.2: the REPLY echoes the REQUEST's identifier and M-ID
         ctx.send_protected(session.sa, ExchangeType.TRANSACTION, request.message_id,
                            [AttributePayload(CfgType.REPLY, request.identifier, attributes)])
