@@ -36,15 +36,21 @@ a VR's MTU / interface prefix
 """
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, SecretStr
 
 from responder.config.model import ResponderConfig, SecretSource
 from responder.pools import AddressPool, PoolError
 
-__all__ = ["ReloadPlan", "diff_configs", "changed_paths", "pool_grows"]
+__all__ = ["ReloadPlan", "diff_configs", "changed_paths", "pool_grows", "effective_config",
+           "ConfigSnapshots", "load_text", "load_chain"]
 
 
 @dataclass
@@ -196,3 +202,83 @@ def diff_configs(old: ResponderConfig, new: ResponderConfig) -> ReloadPlan:
         else:
             plan.restart[path] = why
     return plan
+
+
+def effective_config(old: ResponderConfig, new: ResponderConfig):
+    """What the running daemon uses after a reload: the new configuration, except the
+    top-level sections with a change that needs a restart (those stay as they were).
+    Returns (config, plan); the plan lists held-back paths as restart-needed."""
+    plan = diff_configs(old, new)
+    held = {path.split(".")[0] for path in plan.restart}
+    if not held:
+        return new, plan
+    for path in list(plan.applied):
+        section = path.split(".")[0]
+        if section in held:
+            plan.applied.remove(path)
+            plan.restart[path] = f"held back: {section} has a change that needs a restart"
+    update = {section: getattr(old, section) for section in held}
+    return new.model_copy(update=update), plan
+
+
+# -- the accepted texts, for the workers ---------------------------------------------------
+def load_text(text: str, source: str, base_dir: Path | str) -> ResponderConfig:
+    """:func:`responder.config.load_config` on a text already read (``base_dir``
+    anchors relative ``secret_file`` paths, as the original file's directory)."""
+    from responder.config import ConfigError, parse_config
+    from responder.config.loader import _yaml_problem
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(source, [_yaml_problem(exc)]) from None
+    return parse_config(data, source=source, base_dir=base_dir)
+
+
+def load_chain(paths: list[str], base_dir: Path | str | None = None) -> ResponderConfig:
+    """The running configuration from the texts accepted so far: the start one, then
+    each accepted reload applied with :func:`effective_config` (what a worker started
+    after reloads must run, restart-only sections included)."""
+    first = Path(paths[0])
+    base = Path(base_dir) if base_dir else first.parent
+    cfg = load_text(first.read_text(), str(first), base)
+    for path in paths[1:]:
+        cfg, _ = effective_config(cfg, load_text(Path(path).read_text(), str(path), base))
+    return cfg
+
+
+class ConfigSnapshots:
+    """Private copies (0600, in a 0700 directory) of every configuration text the daemon
+    accepted: workers load these, not the file the operator is editing, so that every
+    process reads the same bytes, and a worker restarted after a refused or a partly
+    applied reload rebuilds the configuration the others run."""
+
+    def __init__(self, source: str | Path) -> None:
+        self.source = Path(source)
+        self.base_dir = self.source.parent
+        self.dir: Path | None = None
+        self.files: list[Path] = []
+
+    def add(self, text: str) -> Path:
+        if self.dir is None:
+            self.dir = Path(tempfile.mkdtemp(prefix="dynipsec-config-"))
+        path = self.dir / f"{len(self.files)}.yaml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        self.files.append(path)
+        return path
+
+    def worker_args(self) -> list[str]:
+        if not self.files:
+            return ["--config", str(self.source)]
+        args = ["--config", str(self.files[0]), "--base-dir", str(self.base_dir)]
+        for path in self.files[1:]:
+            args += ["--then", str(path)]
+        return args
+
+    def close(self) -> None:
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+            self.files = []

@@ -41,7 +41,7 @@ from responder.subscriber import Event
 from . import ipc
 from .control import ControlServer
 from .logsetup import setup_logging
-from .telemetry import effective_config
+from .reload import ConfigSnapshots, effective_config, load_text
 from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ class Supervisor:
         #: the last reload's outcome (``show statistics``, ``dynipsec reload``)
         self.last_reload: dict[str, Any] | None = None
         self._reloading = asyncio.Lock()
+        #: the accepted configuration texts the workers load (made at start)
+        self.snapshots = ConfigSnapshots(self.config_path)
 
     # -- start ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -125,6 +127,11 @@ class Supervisor:
 
     async def start(self) -> None:
         cfg = self.cfg
+        try:
+            self.snapshots.add(Path(self.config_path).read_text())
+        except OSError as exc:
+            log.warning("no private copy of %s (%s): workers read the file itself",
+                        self.config_path, exc.strerror)
         self._open_sockets()
         if cfg.aaa.radius is not None and cfg.aaa.accounting.enabled:
             self._radius = RadiusClient(build_radius_groups(cfg),
@@ -151,7 +158,7 @@ class Supervisor:
 
     async def _spawn(self, handle: WorkerHandle) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [sys.executable, "-m", "responder.daemon.worker", "--config", self.config_path,
+        argv = [sys.executable, "-m", "responder.daemon.worker", *self.snapshots.worker_args(),
                 "--index", str(handle.index), "--workers", str(self.workers_count),
                 "--generation", str(handle.generation), "--boot-id", self.boot_id,
                 "--ipc-fd", str(child.fileno()), "--log-level", self.log_level]
@@ -413,11 +420,16 @@ class Supervisor:
             return await self._reload()
 
     async def _reload(self) -> dict[str, Any]:
-        from responder.config import ConfigError, load_config
+        from responder.config import ConfigError
 
         at = time.time()
         try:
-            new = load_config(self.config_path)
+            try:
+                text = Path(self.config_path).read_text()
+            except OSError as exc:
+                raise ConfigError(self.config_path,
+                                  [f"cannot read configuration: {exc.strerror}"]) from None
+            new = load_text(text, self.config_path, Path(self.config_path).parent)
         except ConfigError as exc:
             log.error("reload refused, the running configuration stays: %d problem(s) in %s",
                       len(exc.problems), self.config_path)
@@ -428,8 +440,11 @@ class Supervisor:
             return self.last_reload
         effective, plan = effective_config(self.cfg, new)
         self._apply(effective, plan.applied)
+        # the workers (and any worker started later) read the very text accepted here
+        path = str(self.snapshots.add(text)) if self.snapshots.files else self.config_path
         workers = []
-        for reply in await self.ask_workers({"op": "reload", "path": self.config_path}):
+        for reply in await self.ask_workers({"op": "reload", "path": path,
+                                             "base_dir": str(Path(self.config_path).parent)}):
             workers.append({"ok": bool(reply.get("ok")), "error": reply.get("error")})
         self.stats["reloads"] += 1
         log.info("configuration reloaded: %s", plan.summary())
@@ -550,6 +565,7 @@ class Supervisor:
         for handle in self.workers:
             for _, _, sock in handle.sockets:
                 sock.close()
+        self.snapshots.close()
         log.info("stopped")
 
 

@@ -27,10 +27,11 @@ from responder.ikev1 import transaction_events as tev
 from responder.ikev1.vendor_ids import recognize
 
 from .logsetup import setup_logging, subscriber_event
+from .reload import effective_config, load_text
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WorkerTelemetry", "vendor_names", "effective_config", "REPORT_INTERVAL"]
+__all__ = ["WorkerTelemetry", "vendor_names", "REPORT_INTERVAL"]
 
 REPORT_INTERVAL = 2.0
 #: observations kept between two reports (a scrape-less daemon must not grow)
@@ -48,25 +49,6 @@ def vendor_names(vids) -> list[str]:
         if name not in names:
             names.append(name)
     return names
-
-
-def effective_config(old, new):
-    """What the running daemon uses after a reload: the new configuration, except the
-    top-level sections with a change that needs a restart (those stay as they were).
-    Returns (config, plan); the plan lists held-back paths as restart-needed."""
-    from .reload import diff_configs
-
-    plan = diff_configs(old, new)
-    held = {path.split(".")[0] for path in plan.restart}
-    if not held:
-        return new, plan
-    for path in list(plan.applied):
-        section = path.split(".")[0]
-        if section in held:
-            plan.applied.remove(path)
-            plan.restart[path] = f"held back: {section} has a change that needs a restart"
-    update = {section: getattr(old, section) for section in held}
-    return new.model_copy(update=update), plan
 
 
 class _Link:
@@ -294,6 +276,8 @@ class WorkerTelemetry:
                 now[("refused", reason)] = count
         for reason, count in self._phase1_refused_ike.items():
             now[("refused", reason)] = count
+        # an IKE policy rule denied the peer's first message (the engine logs it)
+        now[("refused", "policy")] = self.responder.stats.get("dropped_policy_denied", 0)
         deltas = [[outcome, reason, count - self._sent[(outcome, reason)]]
                   for (outcome, reason), count in now.items()
                   if count > self._sent[(outcome, reason)]]
@@ -316,17 +300,21 @@ class WorkerTelemetry:
         if message["op"] == "metrics":
             return self.report()
         if message["op"] == "reload":
-            return self.reload(message["path"])
+            return self.reload(message["path"], message.get("base_dir"))
         raise ValueError(f"unknown op {message['op']!r}")
 
-    def reload(self, path: str) -> dict:
-        """The worker's half of a reload: same file, same plan as the supervisor."""
-        from responder.config import build_responder_policy, load_config, profile_limits
+    def reload(self, path: str, base_dir: str | None = None) -> dict:
+        """The worker's half of a reload: the text the supervisor accepted (its private
+        copy), the same plan."""
+        from pathlib import Path
+
+        from responder.config import build_responder_policy, profile_limits
 
         from .worker import build_authenticator, transaction_policy
 
         worker, o = self.worker, self.orchestrator
-        new, plan = effective_config(worker.cfg, load_config(path))
+        new, plan = effective_config(worker.cfg, load_text(
+            Path(path).read_text(), path, base_dir or Path(path).parent))
         self.responder.policy = build_responder_policy(new)
         o.task.policy = transaction_policy(new)
         phase2 = getattr(self.responder, "_phase2", None)

@@ -41,6 +41,7 @@ from .keyexport import with_key_export
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
 from .logsetup import setup_logging
+from .reload import load_chain
 from .telemetry import WorkerTelemetry
 from .udpio import DatagramSocket, RawEspSocket
 
@@ -358,6 +359,10 @@ def _set_parent_death_signal() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynipsec-worker")
     parser.add_argument("--config", required=True)
+    parser.add_argument("--base-dir", help="anchor of relative secret_file paths "
+                        "(the operator's file's directory; --config is a private copy)")
+    parser.add_argument("--then", action="append", default=[],
+                        help="a configuration accepted by a reload since (in order)")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--generation", type=int, default=0)
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    cfg = load_config(args.config)
+    cfg = load_chain([args.config, *args.then], args.base_dir)
     setup_logging(args.log_level, cfg.logging.format, f"w{args.index}")
     sockets = []
     for spec in args.socket:

@@ -239,6 +239,14 @@ def test_cli_metrics_reload_and_logout(lab, plan, gateway):
         assert dynipsec(gateway, "logout", "--all").stdout.startswith("1 subscriber(s)")
         assert wait_until(lambda: not logged_in(gateway), 5)
     assert wait_until(lambda: [r["in_use"] for r in gateway.show("licenses")] == [0, 0], 5)
+    # a worker restarted while the file on disk is broken runs what the others run
+    write_config(gateway, broken)
+    dynipsec(gateway, "reload", check=1)
+    victim = gateway.workers()[1]
+    os.kill(victim["pid"], signal.SIGKILL)
+    assert wait_until(lambda: [(w["generation"], w["ready"]) for w in gateway.workers()][1]
+                      == (victim["generation"] + 1, True), 10), gateway.workers()
+    assert all("error" not in w for w in as_json(gateway, "show", "statistics")["workers"])
     write_config(gateway, original)
     assert as_json(gateway, "reload")["reloaded"]
     samples = scrape(lab)

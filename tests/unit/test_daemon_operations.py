@@ -15,9 +15,10 @@ import yaml
 from responder.config import parse_config
 from responder.daemon import control
 from responder.daemon.logsetup import JsonFormatter, TextFormatter, sub_id, subscriber_event
-from responder.daemon.reload import changed_paths, diff_configs, pool_grows
+from responder.daemon.reload import (ConfigSnapshots, changed_paths, diff_configs,
+                                     effective_config, load_chain, pool_grows)
 from responder.daemon.supervisor import Supervisor
-from responder.daemon.telemetry import WorkerTelemetry, effective_config, vendor_names
+from responder.daemon.telemetry import WorkerTelemetry, vendor_names
 
 from .test_daemon_orchestrator import CONFIG, Rig, run
 
@@ -113,6 +114,32 @@ def test_pool_growth():
     assert pool_grows(old, grown.pools["vr1"]["vr1"])
     assert not pool_grows(old, moved.pools["vr1"]["vr1"])
     assert changed_paths(cfg, grown) == ["pools.vr1.vr1"]
+
+
+def test_snapshots_rebuild_the_running_configuration(tmp_path):
+    """A worker started after reloads loads the accepted texts in order: restart-only
+    changes stay held back, and a broken file on disk does not matter."""
+    (tmp_path / "psk").write_text("psk-from-file\n")
+    start = copy.deepcopy(BASE)
+    start["pre_shared_keys"][0] = {"identity": "keyid:vr1", "secret_file": "psk"}
+    first = copy.deepcopy(start)
+    first["licenses"] = {"ipsec_tunnel": 9, "subscriber": 9}
+    first["vrs"]["vr1"]["netns"] = "moved"                   # needs a restart
+    snapshots = ConfigSnapshots(tmp_path / "responder.yaml")
+    try:
+        for data in (start, first):
+            snapshots.add(yaml.safe_dump(json.loads(json.dumps(data))))
+        (tmp_path / "responder.yaml").write_text("licenses: [broken")
+        args = snapshots.worker_args()
+        assert args[:2] == ["--config", str(snapshots.files[0])] and args[-2] == "--then"
+        assert oct(snapshots.files[0].stat().st_mode & 0o777) == "0o600"
+        cfg = load_chain([str(p) for p in snapshots.files], tmp_path)
+        assert cfg.licenses.ipsec_tunnel == 9 and cfg.vrs["vr1"].netns == "nsvr1"
+        assert cfg.pre_shared_keys[0].secret_bytes() == b"psk-from-file"
+        private = snapshots.dir
+    finally:
+        snapshots.close()
+    assert not private.exists() and snapshots.files == []
 
 
 # -- the supervisor applies a reload ------------------------------------------------------
