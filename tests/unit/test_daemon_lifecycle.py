@@ -152,3 +152,37 @@ def test_initial_contact_drops_the_users_older_subscriber(tmp_path):
         assert sorted(r["user"] for r in rig.supervisor.registry.values()) == ["alice", "carol"]
 
     run(main())
+
+
+def test_supervisor_ends_older_sessions_on_other_workers(tmp_path):
+    """The new login's worker handles its own subscribers; the supervisor those of the
+    other workers: INITIAL-CONTACT -> initial-contact, waiting in the grace ->
+    remote-delete; other users, other addresses and live sessions without
+    INITIAL-CONTACT stay."""
+    async def main():
+        rig = Rig(tmp_path, licenses={"ipsec_tunnel": 10, "subscriber": 10})
+        sup = rig.supervisor
+        calls = []
+
+        async def logout(records, cause):
+            calls.append((sorted(r["key"] for r in records), cause.value))
+            return len(records)
+        sup.logout = logout
+        sup.registry.update({
+            "1:1": {"key": "1:1", "user": "alice", "peer": "198.18.1.2:4500", "worker": 1},
+            "1:2": {"key": "1:2", "user": "alice", "peer": "198.18.1.2:4500", "worker": 1,
+                    "grace": True},
+            "1:3": {"key": "1:3", "user": "alice", "peer": "198.18.1.3:4500", "worker": 1},
+            "1:4": {"key": "1:4", "user": "bob", "peer": "198.18.1.2:4500", "worker": 1},
+        })
+        request = {"user": "alice", "peer": "198.18.1.2", "vr": "vr1", "profile_vr": "vr1",
+                   "profile_pool": "vr1"}
+        assert sup.acquire(0, {"key": "0:9", **request, "initial_contact": False})["ok"]
+        await asyncio.sleep(0)
+        assert calls == [(["1:2"], "remote-delete")]
+        calls.clear()
+        assert sup.acquire(0, {"key": "0:10", **request, "initial_contact": True})["ok"]
+        await asyncio.sleep(0)
+        assert calls == [(["1:1"], "initial-contact"), (["1:2"], "remote-delete")]
+
+    run(main())
