@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
 IFNAMSIZ = 16
 CLONE_NEWNET = 0x40000000
 RT_SCOPE_LINK = 253
@@ -188,10 +189,13 @@ class InterfaceManager:
         netns_dir: str = NETNS_RUN_DIR,
         rtnl_factory: Callable[..., IPRoute] = IPRoute,
         link_group: int | None = None,
+        vnet_hdr: bool = False,
     ) -> None:
         if placement not in PLACEMENTS:
             raise ValueError(f"placement must be one of {PLACEMENTS}, not {placement!r}")
         self.placement = placement
+        #: TUN fds carry a virtio_net_hdr before each packet (responder/daemon/tungso.py)
+        self.vnet_hdr = vnet_hdr
         self._netns_dir = netns_dir
         self._rtnl_factory = rtnl_factory
         # Group 0 is every device's default; ours is random so group deletes stay ours.
@@ -281,7 +285,7 @@ class InterfaceManager:
 
     def _open_tun_in_vr(self, router: _VirtualRouter, name: str) -> tuple[int, int]:
         with self._switch.entered(router.netns_fd):
-            fd = open_tun(name)
+            fd = open_tun(name, self.vnet_hdr)
             try:
                 ifindex = socket.if_nametoindex(name)
                 _write_disable_ipv6(name)
@@ -291,7 +295,7 @@ class InterfaceManager:
         return fd, ifindex
 
     def _open_tun_and_move(self, router: _VirtualRouter, name: str) -> tuple[int, int]:
-        fd = open_tun(name)
+        fd = open_tun(name, self.vnet_hdr)
         try:
             self._own_rtnl.link("set", index=socket.if_nametoindex(name), net_ns_fd=router.netns_fd)
             # The index changes if it is taken in the VR: ask the VR (one lookup by name).
@@ -410,11 +414,13 @@ def _ignore_gone(operation: Callable[[], object]) -> None:
             raise
 
 
-def open_tun(name: str) -> int:
-    """A new non-persistent TUN device (raw IP, no packet info) in this thread's namespace."""
+def open_tun(name: str, vnet_hdr: bool = False) -> int:
+    """A new non-persistent TUN device (raw IP, no packet info) in this thread's namespace;
+    with `vnet_hdr` every read and write starts with a 10-byte virtio_net_hdr."""
     fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    flags = IFF_TUN | IFF_NO_PI | (IFF_VNET_HDR if vnet_hdr else 0)
     try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), flags))
     except OSError as exc:
         os.close(fd)
         raise NetifError(f"cannot create TUN {name}: {exc.strerror}") from exc

@@ -15,10 +15,10 @@ rendered into a responder configuration (responder/config):
 * ``force_encap: false``: peers without a NAT that do not force encapsulation (vpnc
   with ``NAT Traversal Mode none``) use raw ESP, IP protocol 50; the lab's strongSwan
   clients force encapsulation themselves (kernel-libipsec), the clients behind the NAT
-  host detect the NAT (``render_config(force_encap=True)`` makes every peer use UDP
-  4500, like ``encap=yes`` on a strongSwan gateway), and ``remote_delete_grace: 0`` by
-  default (a client's Delete logs it out at once, which the scenario checks; the product
-  default is the SPEC's one minute);
+  host detect the NAT (``extra_config={"ike": {"force_encap": True}}`` makes every
+  peer use UDP 4500, like ``encap=yes`` on a strongSwan gateway), and
+  ``remote_delete_grace: 0`` by default (a client's Delete logs it out at once, which the
+  scenario checks; the product default is the SPEC's one minute);
 * ``mode_config.send_unrequested: true`` (strongSwan clients ask for address and DNS
   only; like from the reference gateway they get netmask, WINS, banner, domain too);
 * tests may shrink the license pools (``licenses=(tunnel, subscriber)``), DPD and the

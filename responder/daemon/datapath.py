@@ -11,7 +11,10 @@ Inbound: the worker hands every ESP packet (ESP datagrams of port 4500 and raw
 protocol-50 packets, responder/daemon/udpio.py) here; the SPI finds the subscriber
 and its inbound SA, which checks ICV, replay window and that the inner source is the
 subscriber's address; the inner packet is written to the subscriber's TUN fd and so
-enters the VR. During a rekey the old inbound SA stays until the engine deletes the
+enters the VR. With ``vnet_hdr`` (the worker's TUN devices carry a virtio_net_hdr)
+the inner packets of one socket batch are written by :meth:`DataPath.flush`, TCP
+segments of one flow coalesced into one GSO frame (responder/daemon/tungso.py); the
+ESP packets one TUN wakeup produced leave through ``send_many`` (UDP GSO). During a rekey the old inbound SA stays until the engine deletes the
 old child, so packets in flight under the old SPI still decrypt.
 
 Counters (per SA in :mod:`responder.esp.counters`) are summed per subscriber, including
@@ -36,6 +39,8 @@ from responder.esp.counters import LifetimeState
 from responder.esp.errors import DropReason
 from responder.ikev1.events import Phase2Established
 
+from .tungso import PLAIN, VNET_HDR_SIZE, coalesce
+
 log = logging.getLogger(__name__)
 
 __all__ = ["DataPath", "SubscriberPath", "ChildPath", "UnsupportedChild", "esp_params"]
@@ -43,6 +48,8 @@ __all__ = ["DataPath", "SubscriberPath", "ChildPath", "UnsupportedChild", "esp_p
 Address = tuple[str, int]
 #: send(esp_bytes, local, remote): one UDP datagram from our `local` socket
 Sender = Callable[[bytes, Address, Address], None]
+#: send_many([esp_bytes, ...], local, remote): several UDP datagrams to one peer
+ManySender = Callable[[list[bytes], Address, Address], None]
 #: send_raw(esp_bytes, local_ip, remote_ip): one IP protocol 50 packet
 RawSender = Callable[[bytes, str, str], None]
 #: (local, remote) of an IKE SA now, or None when it is gone
@@ -101,6 +108,8 @@ class SubscriberPath:
     tun_errors: int = 0
     no_sa_drops: int = 0
     closed: bool = False
+    #: inner packets of this batch, written by DataPath.flush (vnet_hdr mode)
+    pending: list[bytes] = field(default_factory=list)
 
     def drops(self) -> dict[str, int]:
         """Drops by reason of the live children's SAs (both directions)."""
@@ -125,8 +134,15 @@ class DataPath:
     def __init__(self, send: Sender, peer_of: PeerLookup, *,
                  loop: asyncio.AbstractEventLoop | None = None,
                  on_peer_activity: Callable[[str, float], None] | None = None,
-                 replay_window: int = 128, send_raw: RawSender | None = None) -> None:
+                 replay_window: int = 128, send_raw: RawSender | None = None,
+                 send_many: ManySender | None = None, vnet_hdr: bool = False) -> None:
         self._send = send
+        self._send_many = send_many
+        #: the TUN fds carry a virtio_net_hdr: packets of a batch are written by flush(),
+        #: TCP segments of one flow coalesced (tungso.py)
+        self.vnet_hdr = vnet_hdr
+        self.coalesce_tcp = vnet_hdr
+        self._dirty: list[SubscriberPath] = []
         self._send_raw = send_raw
         self._peer_of = peer_of
         self._loop = loop
@@ -139,7 +155,7 @@ class DataPath:
         self._by_spi: dict[int, tuple[SubscriberPath, InboundSA]] = {}
         self.stats: dict[str, int] = {"esp_in": 0, "esp_out": 0, "esp_dropped": 0,
                                       "unknown_spi": 0, "tun_in": 0, "tun_out": 0,
-                                      "raw_in": 0, "raw_out": 0}
+                                      "raw_in": 0, "raw_out": 0, "tun_wakeups": 0}
 
     def _now(self) -> float:
         return self._clock()
@@ -229,11 +245,16 @@ class DataPath:
 
     # -- packets ------------------------------------------------------------------------
     def _on_tun_readable(self, path: SubscriberPath) -> None:
+        """Read until EAGAIN (at most TUN_BATCH), protect each packet, then send the
+        batch at once: to one peer, so equal-sized ESP datagrams go as one UDP GSO
+        send (``send_many``)."""
+        self.stats["tun_wakeups"] += 1
+        out: list[bytes] = []
         for _ in range(TUN_BATCH):
             try:
                 packet = os.read(path.fd, TUN_READ_SIZE)
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 path.tun_errors += 1
                 log.warning("subscriber %s: TUN read failed (%s); not reading it any more",
@@ -241,32 +262,52 @@ class DataPath:
                 if self._loop is not None and not path.closed:
                     self._loop.remove_reader(path.fd)
                     path.closed = True
-                return
-            self.send_to_subscriber(path, packet)
+                break
+            if self.vnet_hdr:
+                packet = packet[VNET_HDR_SIZE:]
+            esp = self._protect(path, packet)
+            if esp is not None:
+                out.append(esp)
+        if out:
+            self._emit(path, out)
 
     def send_to_subscriber(self, path: SubscriberPath, packet: bytes) -> bool:
         """Protect one inner packet from the VR and send it to the peer."""
+        esp = self._protect(path, packet)
+        return esp is not None and self._emit(path, [esp])
+
+    def _protect(self, path: SubscriberPath, packet: bytes) -> bytes | None:
         self.stats["tun_in"] += 1
         outbound = path.outbound
         if outbound is None:
             path.no_sa_drops += 1
-            return False
-        peer = self._peer_of(path.sa_id)
-        if peer is None:
-            path.no_sa_drops += 1
-            return False
+            return None
         try:
-            esp = outbound.encapsulate(packet)
+            return outbound.encapsulate(packet)
         except EspDrop as drop:
             self._count_drop(drop.reason)
+            return None
+
+    def _emit(self, path: SubscriberPath, packets: list[bytes]) -> bool:
+        """Send ESP packets of `path`'s outbound SA to the peer's current address."""
+        peer = self._peer_of(path.sa_id)
+        outbound = path.outbound
+        if peer is None or outbound is None:
+            path.no_sa_drops += len(packets)
             return False
         local, remote = peer
         if outbound.params.encap_udp:
-            self._send(esp, (local[0], local[1] if local[1] != 500 else 4500), remote)
+            local = (local[0], local[1] if local[1] != 500 else 4500)
+            if len(packets) > 1 and self._send_many is not None:
+                self._send_many(packets, local, remote)
+            else:
+                for esp in packets:
+                    self._send(esp, local, remote)
         else:
-            self._send_raw(esp, local[0], remote[0])  # type: ignore[misc]
-            self.stats["raw_out"] += 1
-        self.stats["esp_out"] += 1
+            for esp in packets:
+                self._send_raw(esp, local[0], remote[0])  # type: ignore[misc]
+            self.stats["raw_out"] += len(packets)
+        self.stats["esp_out"] += len(packets)
         path.last_activity = self._now()
         return True
 
@@ -291,6 +332,11 @@ class DataPath:
         if self._on_peer_activity is not None and now - path.last_peer_note >= 1.0:
             path.last_peer_note = now
             self._on_peer_activity(path.sa_id, now)
+        if self.vnet_hdr:
+            if not path.pending:
+                self._dirty.append(path)
+            path.pending.append(inner)
+            return inner
         try:
             os.write(path.fd, inner)
             self.stats["tun_out"] += 1
@@ -299,6 +345,30 @@ class DataPath:
             log.debug("subscriber %s: TUN write failed: %s", path.key, exc)
             return None
         return inner
+
+    def flush(self) -> None:
+        """Write what this batch of ESP packets produced (vnet_hdr mode): one write per
+        run of coalescable TCP segments of a flow, one per other packet."""
+        dirty, self._dirty = self._dirty, []
+        stats = self.stats
+        for path in dirty:
+            packets, path.pending = path.pending, []
+            if path.closed:
+                continue
+            frames = coalesce(packets) if self.coalesce_tcp else [PLAIN + p for p in packets]
+            for frame in frames:
+                try:
+                    os.write(path.fd, frame)
+                except OSError as exc:
+                    path.tun_errors += 1
+                    if frame[1] and self.coalesce_tcp:
+                        self.coalesce_tcp = False
+                        log.warning("TUN refused a coalesced TCP frame (%s): writing packet "
+                                    "by packet from now on", exc)
+                    else:
+                        log.debug("subscriber %s: TUN write failed: %s", path.key, exc)
+            stats["tun_out"] += len(packets)
+            stats["tun_writes"] = stats.get("tun_writes", 0) + len(frames)
 
     def describe_children(self) -> list[dict]:
         rows = []

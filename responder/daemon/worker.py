@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 __all__ = ["WorkerResponder", "IpcLink", "Worker", "main"]
 
 COUNTER_INTERVAL = 5.0
+#: TUN devices with a virtio_net_hdr: ESP batches written with TCP segments coalesced
+#: (responder/daemon/tungso.py), one forwarding pass in the VR per run instead of per packet
+TUN_VNET_HDR = True
 PR_SET_PDEATHSIG = 1
 
 
@@ -102,9 +105,10 @@ class ThreadedInterfaces:
     netlink call happens in that thread, in order; creation is awaited, removal queued
     (the fd is closed there after the data path stopped reading it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, vnet_hdr: bool = False) -> None:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="netif")
-        self._manager: InterfaceManager = self._executor.submit(InterfaceManager).result()
+        self._manager: InterfaceManager = self._executor.submit(
+            InterfaceManager, vnet_hdr=vnet_hdr).result()
 
     async def create(self, vr: str, name: str, address, mtu: int):
         loop = asyncio.get_running_loop()
@@ -184,8 +188,9 @@ class Worker:
         self._open_raw_esp(loop)
         self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,
                                  send_raw=self._send_raw_esp if self._raw else None,
+                                 send_many=self._send_esp_many, vnet_hdr=TUN_VNET_HDR,
                                  on_peer_activity=responder.note_peer_activity)
-        self.interfaces = ThreadedInterfaces()
+        self.interfaces = ThreadedInterfaces(vnet_hdr=TUN_VNET_HDR)
         table = SubscriberTable(profile_limits=profile_limits(cfg),
                                 session_prefix=f"{self.boot_id}{self.index:02X}{self.generation % 256:02X}")
         self.responder = responder
@@ -203,7 +208,8 @@ class Worker:
             local = (address, port)
             # batched reads (udpio.py); on 4500 ESP skips the IKE transport
             receiver = self._on_4500 if port != 500 else self.rt.datagram_received
-            transport = DatagramSocket(loop, sock, local, receiver)
+            transport = DatagramSocket(loop, sock, local, receiver,
+                                       on_batch_end=self.datapath.flush if port != 500 else None)
             self._transports[local] = transport
             self.rt.attach(local, transport)
         serve = asyncio.ensure_future(self.channel.serve())
@@ -239,6 +245,10 @@ class Worker:
         self._flush()
         if count:
             log.info("worker %d: %d subscribers logged out", self.index, count)
+        log.info("worker %d: data path %s; sockets %s", self.index, self.datapath.stats,
+                 {f"{a}:{p}": (t.received, t.wakeups, t.send_drops, t.gso_sends)
+                  for (a, p), t in {**self._transports,
+                                    **{(a, 50): r for a, r in self._raw.items()}}.items()})
         await self.channel.drain()
         await asyncio.sleep(0.05)  # let the Deletes leave the socket buffers
         self.rt.close()
@@ -266,7 +276,8 @@ class Worker:
         for address in dict.fromkeys(a for a, _, _ in self.sockets):
             try:
                 self._raw[address] = RawEspSocket(loop, address, self._on_raw_esp,
-                                                  index=self.index, workers=self.workers)
+                                                  index=self.index, workers=self.workers,
+                                                  on_batch_end=lambda: self.datapath.flush())
             except OSError as exc:
                 log.warning("worker %d: no raw ESP socket on %s (%s): peers must use "
                             "UDP encapsulation", self.index, address, exc)
@@ -285,6 +296,11 @@ class Worker:
         raw = self._raw.get(local_ip)
         if raw is not None:
             raw.send_esp(data, remote_ip)
+
+    def _send_esp_many(self, packets: list[bytes], local, remote) -> None:
+        transport = self._transports.get(local)
+        if transport is not None:
+            transport.send_batch(packets, remote)
 
     def _send_esp(self, data: bytes, local, remote) -> None:
         transport = self._transports.get(local)
