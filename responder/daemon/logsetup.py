@@ -32,7 +32,8 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 
 def sub_id(key: str | None) -> str:
-    """``0:17`` (the registry key: worker:subscriber) -> ``w0-17``."""
+    """``0:17`` (worker:subscriber) -> ``w0-17``; ``1.2:5`` (worker 1 in its
+    third generation) -> ``w1.2-5``."""
     if not key:
         return "-"
     worker, _, number = str(key).partition(":")

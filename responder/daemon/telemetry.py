@@ -68,8 +68,11 @@ class _Link:
 
 
 class WorkerTelemetry:
-    def __init__(self, worker_index: int, responder, clock) -> None:
+    def __init__(self, worker_index: int, responder, clock, generation: int = 0) -> None:
         self.index = worker_index
+        # Subscriber ids restart at 1 in a restarted worker: the log label carries
+        # the generation (w1.2-17) so that one id never names two subscribers.
+        self._label = f"{worker_index}.{generation}" if generation else str(worker_index)
         self.responder = responder
         self.clock = clock
         self.orchestrator = None
@@ -131,7 +134,7 @@ class WorkerTelemetry:
         sub = self.orchestrator.by_sa.get(sa_id)
         if sub is None:
             return None, None, None
-        return sub, f"{self.index}:{sub.id}", sub.username
+        return sub, f"{self._label}:{sub.id}", sub.username
 
     def _observe(self, name: str, seconds: float) -> None:
         values = self._latency.setdefault(name, [])
@@ -244,7 +247,7 @@ class WorkerTelemetry:
                              detail=event.reason)
 
     def _gone(self, sub) -> None:
-        key, _ = self._keys.pop(sub.id, (f"{self.index}:{sub.id}", None))
+        key, _ = self._keys.pop(sub.id, (f"{self._label}:{sub.id}", None))
         cause = sub.teardown_event.value if sub.teardown_event else "unknown"
         subscriber_event(key, sub.username, "logout", cause=cause,
                          address=str(sub.address) if sub.address else None, vr=sub.vr)

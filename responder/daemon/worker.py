@@ -183,7 +183,7 @@ class Worker:
         authenticator, radius = build_authenticator(cfg)
         self.channel = await ipc.open_channel(self.ipc_sock, self._on_message,
                                               name=f"worker{self.index}")
-        self.telemetry = WorkerTelemetry(self.index, responder, loop.time)
+        self.telemetry = WorkerTelemetry(self.index, responder, loop.time, self.generation)
         link = self.telemetry.wrap_link(IpcLink(self.channel))
         self._open_raw_esp(loop)
         self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,

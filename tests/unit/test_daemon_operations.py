@@ -195,7 +195,7 @@ def test_subscriber_event_text_and_json(caplog):
     assert line["sub"] == "w0-17" and line["user"] == "user001" and line["event"] == "phase1-up"
     assert line["proc"] == "w1" and line["level"] == "info" and line["vids"] == ["strongSwan",
                                                                                  "XAUTH"]
-    assert sub_id(None) == "-" and sub_id("3:9") == "w3-9"
+    assert sub_id(None) == "-" and sub_id("3:9") == "w3-9" and sub_id("1.2:5") == "w1.2-5"
 
 
 def test_json_formatter_plain_records_and_exceptions():
