@@ -248,12 +248,14 @@ def test_inner_source_not_the_subscribers_dropped(lab, plan, gateway):
 
 def test_child_rekey_without_loss(lab, plan, gateway):
     """strongSwan rekeys its child SA every 5 s (life time 10 s): a ping every 0.1 s for
-    13 s loses nothing; the old inbound SA stays next to the new one until deleted."""
+    13 s loses nothing; the old inbound SA stays next to the new one (so packets still
+    in flight under the old SPI decrypt) until its lifetime ends, then it is removed."""
     with connect(lab, plan, "strongswan", "aggressive", "vr1", "force", 34, "user237",
                  child_rekey_seconds=5) as client:
         client.connect()
         client.wait_up(20)
         row = gateway.subscriber_rows(user="user237")[0]
+        first_spi = sa_rows(gateway, row["key"])[0]["spi_in"]
         before = datapath_stats(gateway)
         seen: set[str] = set()
         most = [0]
@@ -275,6 +277,8 @@ def test_child_rekey_without_loss(lab, plan, gateway):
             watcher.join(5)
         assert len(seen) >= 2, seen  # rekeyed at least once
         assert most[0] >= 2  # old and new inbound SA side by side
+        # ... until the old one's lifetime (10 s) ended: the engine removed it
+        assert first_spi not in {r["spi_in"] for r in sa_rows(gateway, row["key"])}
         assert ping.sent == ping.received == 130, ping
         after = datapath_stats(gateway)
         assert after.get("unknown_spi", 0) == before.get("unknown_spi", 0), after

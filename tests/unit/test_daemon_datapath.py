@@ -236,3 +236,34 @@ def test_tun_batch_goes_to_send_many():
     finally:
         os.close(r), os.close(w)
         os.close(fds[0]), os.close(fds[1])
+
+
+def test_raw_child_needs_the_raw_socket():
+    from responder.daemon.datapath import UnsupportedChild
+    dp = DataPath(lambda *a: None, lambda sa_id: None)
+    r, w = os.pipe()
+    try:
+        dp.add_subscriber("0:1", "sa1", w, IPv4Address(SUBSCRIBER))
+        out, inb = sa_pair(GCM, spi=0x3000)
+        with pytest.raises(UnsupportedChild):
+            dp.add_child("0:1", _child_event(1, out, inb, udp=False))
+        dp.add_child("0:1", _child_event(2, out, inb, udp=True))
+    finally:
+        os.close(r), os.close(w)
+
+
+def test_vnet_mode_writes_at_flush_with_a_header():
+    dp, path, client_out, _, _, _, fds = _rig(True)
+    dp.vnet_hdr = dp.coalesce_tcp = True
+    try:
+        inner = icmp_echo()
+        assert dp.esp_received(client_out.encapsulate(inner), ("198.18.0.1", 4500),
+                               ("198.18.1.5", 4500)) == inner
+        os.set_blocking(fds[0], False)
+        with pytest.raises(BlockingIOError):
+            os.read(fds[0], 2000)  # nothing before the batch ends
+        dp.flush()
+        assert os.read(fds[0], 2000) == bytes(10) + inner
+        assert dp.stats["tun_out"] == 1 and dp.stats["tun_writes"] == 1
+    finally:
+        os.close(fds[0]), os.close(fds[1])
