@@ -36,18 +36,20 @@ from .common import (
     require_payloads,
 )
 from .phase1 import (
-    decrypt_final,
     check_identity_allowed,
     choose_transform,
-    derive_keys,
+    decrypt_final,
     establish,
     natd_payloads,
     note_vendor_ids,
-    our_identity_payload,
+    our_identity_and_hash_r,
     our_vendor_ids,
     peer_identity,
     process_natd,
     responder_lifetime,
+    run_step,
+    take_nonces_and_derive_keys,
+    verify_hash_i,
 )
 
 __all__ = ["TABLE", "handle", "classify"]
@@ -56,8 +58,6 @@ TABLE = StateTable("aggressive_mode", {
     ("start", "sa_ke_id"): "auth_sent",
     ("auth_sent", "hash"): "established",
 })
-
-NONCE_SIZE = 32
 
 
 def classify(message: Message) -> str:
@@ -68,12 +68,7 @@ def classify(message: Message) -> str:
 
 def handle(ctx: ExchangeContext, sa: IkeSa, message: Message,
            local: tuple[str, int], remote: tuple[str, int]) -> list[bytes]:
-    event = classify(message)
-    new_state = TABLE.next(sa.state, event)
-    replies = _HANDLERS[event](ctx, sa, message, local, remote)
-    if sa.state != "established":
-        sa.state = new_state
-    return replies
+    return run_step(TABLE, classify, _HANDLERS, ctx, sa, message, local, remote)
 
 
 def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
@@ -96,18 +91,13 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
     our_sa = choose_transform(ctx, sa, message.first(SecurityAssociation), sa_body,
                               ke_length=len(ke.key_data))
     log.info("aggressive mode: chose %s", sa.choice.ike.describe())
-    sa.psk = psk
-    sa.ni_b = message.first(Nonce).data
-    sa.nr_b = ctx.random(NONCE_SIZE)
-    derive_keys(ctx, sa, ke.key_data, psk)
-    our_id = our_identity_payload(ctx, sa)
-    assert sa.keys is not None
-    hash_r = sa.keys.hash_r(g_xi=sa.g_xi, g_xr=sa.g_xr, sai_b=sa.sai_b, idir_b=our_id.serialize())
+    take_nonces_and_derive_keys(ctx, sa, message, ke, psk)
+    our_id, hash_r = our_identity_and_hash_r(ctx, sa)
     # kept for HASH_I in message 3
     sa.id_payload_body = raw_body(message.header.next_payload, message.body,
                                   PayloadType.IDENTIFICATION)
     payloads = [our_sa, KeyExchange(sa.g_xr), Nonce(sa.nr_b), our_id,
-                *our_vendor_ids(ctx, sa), *natd_payloads(ctx, sa), Hash(hash_r),
+                *our_vendor_ids(ctx, sa), *natd_payloads(ctx, sa), hash_r,
                 *responder_lifetime(sa)]
     return [build_cleartext(sa, ExchangeType.AGGRESSIVE, 0, payloads)]
 
@@ -119,9 +109,7 @@ def _on_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -
         decrypted = message
     require_payloads(decrypted, "aggressive mode msg 3", exactly_one=(Hash,),
                      allowed=(NatDiscovery, Notification, VendorId))
-    assert sa.keys is not None
-    sa.keys.verify_hash_i(decrypted.first(Hash).data, g_xi=sa.g_xi, g_xr=sa.g_xr,
-                          sai_b=sa.sai_b, idii_b=sa.id_payload_body)
+    verify_hash_i(sa, decrypted, sa.id_payload_body)
     if message.encrypted:
         accept(sa, message)
     note_vendor_ids(sa, decrypted)

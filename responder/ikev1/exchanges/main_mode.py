@@ -36,19 +36,21 @@ from .common import (
     require_payloads,
 )
 from .phase1 import (
-    decrypt_final,
     check_identity_allowed,
     check_ke,
     choose_transform,
-    derive_keys,
+    decrypt_final,
     establish,
     natd_payloads,
     note_vendor_ids,
-    our_identity_payload,
+    our_identity_and_hash_r,
     our_vendor_ids,
     peer_identity,
     process_natd,
     responder_lifetime,
+    run_step,
+    take_nonces_and_derive_keys,
+    verify_hash_i,
 )
 
 __all__ = ["TABLE", "handle", "classify"]
@@ -58,8 +60,6 @@ TABLE = StateTable("main_mode", {
     ("sa_sent", "ke_nonce"): "ke_sent",
     ("ke_sent", "id_hash"): "established",
 })
-
-NONCE_SIZE = 32
 
 
 def classify(message: Message) -> str:
@@ -74,26 +74,21 @@ def classify(message: Message) -> str:
 
 def handle(ctx: ExchangeContext, sa: IkeSa, message: Message,
            local: tuple[str, int], remote: tuple[str, int]) -> list[bytes]:
-    event = classify(message)
-    new_state = TABLE.next(sa.state, event)
-    reply = _HANDLERS[event](ctx, sa, message, local, remote)
-    if sa.state != "established":
-        sa.state = new_state
-    return [reply]
+    return run_step(TABLE, classify, _HANDLERS, ctx, sa, message, local, remote)
 
 
-def _on_sa(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+def _on_sa(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
     require_payloads(message, "main mode msg 1", exactly_one=(SecurityAssociation,),
                      allowed=(VendorId,))
     note_vendor_ids(sa, message)
     sa_body = raw_body(message.header.next_payload, message.body, PayloadType.SA)
     our_sa = choose_transform(ctx, sa, message.first(SecurityAssociation), sa_body)
     ctx.sa_log(sa).info("main mode: chose %s", sa.choice.ike.describe())
-    return build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0,
-                           [our_sa, *our_vendor_ids(ctx, sa)])
+    return [build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0,
+                            [our_sa, *our_vendor_ids(ctx, sa)])]
 
 
-def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
     require_payloads(message, "main mode msg 3", exactly_one=(KeyExchange, Nonce),
                      allowed=(NatDiscovery, VendorId))
     ke = message.first(KeyExchange)
@@ -102,35 +97,29 @@ def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> 
     if psk is None:
         raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
                              f"no pre-shared key for {local[0]} <- {remote[0]}")
-    sa.psk = psk
-    sa.ni_b = message.first(Nonce).data
-    sa.nr_b = ctx.random(NONCE_SIZE)
-    derive_keys(ctx, sa, ke.key_data, psk)
+    take_nonces_and_derive_keys(ctx, sa, message, ke, psk)
     process_natd(ctx, sa, message, local, remote)
     payloads = [KeyExchange(sa.g_xr), Nonce(sa.nr_b), *natd_payloads(ctx, sa)]
-    return build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0, payloads)
+    return [build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0, payloads)]
 
 
-def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> bytes:
+def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
     decrypted, plaintext = decrypt_final(sa, message)
     require_payloads(decrypted, "main mode msg 5", exactly_one=(Identification, Hash),
                      allowed=(Notification, VendorId))
-    assert sa.keys is not None
     idii_b = raw_body(decrypted.header.next_payload, plaintext, PayloadType.IDENTIFICATION)
-    sa.keys.verify_hash_i(decrypted.first(Hash).data, g_xi=sa.g_xi, g_xr=sa.g_xr,
-                          sai_b=sa.sai_b, idii_b=idii_b)
+    verify_hash_i(sa, decrypted, idii_b)
     accept(sa, message)
     sa.identity = peer_identity(decrypted.first(Identification))
     check_identity_allowed(ctx, sa, sa.identity)
     note_vendor_ids(sa, decrypted)
-    our_id = our_identity_payload(ctx, sa)
-    hash_r = sa.keys.hash_r(g_xi=sa.g_xi, g_xr=sa.g_xr, sai_b=sa.sai_b, idir_b=our_id.serialize())
+    our_id, hash_r = our_identity_and_hash_r(ctx, sa)
     # RFC 3947 §4: the peer may have floated to 4500 with this message
     sa.local, sa.remote = local, remote
     reply = build_encrypted(sa, ExchangeType.IDENTITY_PROTECTION, 0,
-                            [our_id, Hash(hash_r), *responder_lifetime(sa)])
+                            [our_id, hash_r, *responder_lifetime(sa)])
     establish(ctx, sa, decrypted)
-    return reply
+    return [reply]
 
 
 _HANDLERS = {"sa": _on_sa, "ke_nonce": _on_ke, "id_hash": _on_id_hash}

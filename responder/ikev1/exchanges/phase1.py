@@ -1,11 +1,14 @@
 """Pieces shared by the two phase 1 exchanges (Main and Aggressive Mode).
 
-Vendor IDs (recognition, our answer), transform choice, DH and SKEYID
-derivation (RFC 2409 §5), NAT-D (RFC 3947 §3), our identity and the moment
-the SA becomes established.
+The dispatch of a message to its step, vendor IDs (recognition, our answer),
+transform choice, nonces, DH and SKEYID derivation (RFC 2409 §5), HASH_I and
+HASH_R, NAT-D (RFC 3947 §3), our identity and the moment the SA becomes
+established.
 """
 
 from __future__ import annotations
+
+from typing import Callable, Mapping
 
 from ..crypto.cipher import cipher_algorithm
 from ..crypto.dh import dh_group
@@ -22,9 +25,11 @@ from ..message import Message
 from ..natt import build_natd_hashes, detect_nat, natd_payload_type
 from ..payloads import (
     DataAttribute,
+    Hash,
     Identification,
     KeyExchange,
     NatDiscovery,
+    Nonce,
     Notification,
     Proposal,
     SecurityAssociation,
@@ -34,14 +39,19 @@ from ..policy import Identity
 from ..proposals import choose_phase1
 from ..vendor_ids import CISCO_UNITY, DPD, XAUTH, natt_vendor_id, peer_features
 from ..errors import CodecError
-from .common import ExchangeContext, decrypt, offered_proposals, protocol_error
+from .common import ExchangeContext, StateTable, decrypt, offered_proposals, protocol_error
 
 __all__ = [
+    "NONCE_SIZE",
+    "run_step",
     "note_vendor_ids",
     "our_vendor_ids",
     "choose_transform",
     "check_ke",
     "derive_keys",
+    "take_nonces_and_derive_keys",
+    "verify_hash_i",
+    "our_identity_and_hash_r",
     "natd_payloads",
     "process_natd",
     "our_identity_payload",
@@ -50,6 +60,25 @@ __all__ = [
     "decrypt_final",
     "responder_lifetime",
 ]
+
+NONCE_SIZE = 32
+
+Address = tuple[str, int]
+Step = Callable[[ExchangeContext, IkeSa, Message, Address, Address], list[bytes]]
+
+
+def run_step(table: StateTable, classify: Callable[[Message], str], steps: Mapping[str, Step],
+             ctx: ExchangeContext, sa: IkeSa, message: Message,
+             local: Address, remote: Address) -> list[bytes]:
+    """Classify the message, check the transition in the exchange's table, run
+    the step; the SA moves to the table's next state unless the step
+    established it."""
+    event = classify(message)
+    new_state = table.next(sa.state, event)
+    replies = steps[event](ctx, sa, message, local, remote)
+    if sa.state != "established":
+        sa.state = new_state
+    return replies
 
 
 def note_vendor_ids(sa: IkeSa, message: Message) -> None:
@@ -112,6 +141,30 @@ def derive_keys(ctx: ExchangeContext, sa: IkeSa, peer_ke: bytes, psk: bytes) -> 
     sa.keys = keys
     sa.cipher = MessageCipher(cipher, keys.encryption_key,
                               IVStore(prf, cipher.block_size, keys.initial_iv(sa.g_xi, sa.g_xr)))
+
+
+def take_nonces_and_derive_keys(ctx: ExchangeContext, sa: IkeSa, message: Message,
+                                ke: KeyExchange, psk: bytes) -> None:
+    """Keep the PSK and the peer's nonce, draw ours, then derive_keys."""
+    sa.psk = psk
+    sa.ni_b = message.first(Nonce).data
+    sa.nr_b = ctx.random(NONCE_SIZE)
+    derive_keys(ctx, sa, ke.key_data, psk)
+
+
+def verify_hash_i(sa: IkeSa, message: Message, idii_b: bytes) -> None:
+    """Check the peer's HASH_I (RFC 2409 §5.4) over its identity payload body."""
+    assert sa.keys is not None
+    sa.keys.verify_hash_i(message.first(Hash).data, g_xi=sa.g_xi, g_xr=sa.g_xr,
+                          sai_b=sa.sai_b, idii_b=idii_b)
+
+
+def our_identity_and_hash_r(ctx: ExchangeContext, sa: IkeSa) -> tuple[Identification, Hash]:
+    """Our identity payload and the HASH_R computed over it (RFC 2409 §5.4)."""
+    assert sa.keys is not None
+    our_id = our_identity_payload(ctx, sa)
+    hash_r = sa.keys.hash_r(g_xi=sa.g_xi, g_xr=sa.g_xr, sai_b=sa.sai_b, idir_b=our_id.serialize())
+    return our_id, Hash(hash_r)
 
 
 def responder_lifetime(sa: IkeSa) -> list[Notification]:
