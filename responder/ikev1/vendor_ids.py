@@ -1,8 +1,8 @@
-"""Known IKEv1 vendor IDs and what they tell us about a peer (issue 3, item 4).
+"""Known IKEv1 vendor IDs and what they tell us about a peer.
 
 A Vendor ID payload (RFC 2408 §3.16) is an opaque hash; some announce
 protocol extensions. The table holds only values confirmed by a standard, by
-the reference captures in /work/shared/reference/strongswan-gateway/results,
+the reference captures in tests/vectors/captures,
 or by the strongSwan and Wireshark vendor tables.
 
 Matching: most entries are compared exactly. Entries whose trailing bytes carry

@@ -67,7 +67,7 @@ from responder.ikev1.payloads import (
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 CAPTURES = ("ss-main", "ss-aggr", "vpnc-aggr")
-PCAPS = Path("/work/shared/reference/strongswan-gateway/results")
+PCAPS = VECTORS / "captures"
 
 
 def load(capture: str) -> dict:
@@ -160,7 +160,6 @@ def test_xauth_request_from_strongswan_gateway():
     ]
 
 
-@pytest.mark.skipif(not PCAPS.is_dir(), reason="reference captures not available")
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_every_ike_datagram_in_the_pcaps(capture):
     """Straight from the pcap: demultiplex port 4500, parse, re-serialise."""

@@ -187,7 +187,7 @@ def test_pad_adds_one_to_block_zero_bytes(block: int) -> None:
 
 
 def test_wireshark_decryption_table_line() -> None:
-    # format of /work/shared/reference/strongswan-gateway/results/*.ikev1_decryption_table
+    # format of tests/vectors/captures/*.ikev1_decryption_table
     line = wireshark_ikev1_decryption_line(bytes.fromhex("1e84213bdca07d75"), bytes(range(32)))
     assert line == "1e84213bdca07d75," + bytes(range(32)).hex()
     with pytest.raises(ValueError):

@@ -17,18 +17,15 @@ from responder.ikev1.vendor_ids import CISCO_UNITY, DPD, FRAGMENTATION, NATT_RFC
 
 from tests.helpers.ikev1_initiator import seeded_rng
 
-RESULTS = Path("/work/shared/reference/strongswan-gateway/results")
+CAPTURE_DIR = Path(__file__).resolve().parents[1] / "vectors" / "captures"
 GATEWAY = ("198.18.0.1", 500)
 
 scapy_all = pytest.importorskip("scapy.all")
 
 
 def frames(name: str) -> list[tuple[bytes, tuple[str, int], tuple[str, int]]]:
-    path = RESULTS / f"{name}.pcap"
-    if not path.exists():
-        pytest.skip(f"{path} missing")
     out = []
-    for packet in scapy_all.rdpcap(str(path)):
+    for packet in scapy_all.rdpcap(str(CAPTURE_DIR / f"{name}.pcap")):
         if packet.haslayer(scapy_all.UDP):
             ip, udp = packet[scapy_all.IP], packet[scapy_all.UDP]
             out.append((bytes(udp.payload), (ip.src, udp.sport), (ip.dst, udp.dport)))

@@ -5,7 +5,7 @@ Usage (from the repository root):
 
     .venv/bin/python tests/vectors/extract.py [RESULTS_DIR]
 
-RESULTS_DIR defaults to /work/shared/reference/strongswan-gateway/results.
+RESULTS_DIR defaults to tests/vectors/captures (beside this script).
 For each capture X in (ss-main, ss-aggr, vpnc-aggr) it writes
 tests/vectors/X.json with every ISAKMP datagram in order (non-ESP marker
 removed on port 4500; ESP and keepalives skipped):
@@ -38,8 +38,8 @@ from scapy.layers.isakmp import ISAKMP, ISAKMP_payload_KE, ISAKMP_payload_Nonce
 from scapy.utils import rdpcap
 
 CAPTURES = ("ss-main", "ss-aggr", "vpnc-aggr")
-DEFAULT_RESULTS = Path("/work/shared/reference/strongswan-gateway/results")
 OUT_DIR = Path(__file__).resolve().parent
+DEFAULT_RESULTS = OUT_DIR / "captures"
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 
 

@@ -3,13 +3,15 @@
 
 Reproducible: run from the repository root with the project's virtualenv::
 
-    .venv/bin/python tests/vectors/crypto/extract_reference_vectors.py
+    .venv/bin/python tests/vectors/crypto/extract_reference_vectors.py [CAPTURE_DIR]
 
-It reads /work/shared/reference/strongswan-gateway/results/{ss-main,ss-aggr,
-vpnc-aggr}.pcap (scapy), the matching *.ikev1_decryption_table (Wireshark's
-"icookie,encryption key" table written by the reference run), the PSKs of
-gw/swanctl.conf and, for vpnc, the secrets that ``vpnc --debug 3`` printed in
-vpnc-aggr.vpnc-debug3.log.  It writes one JSON file per capture beside itself.
+It reads CAPTURE_DIR/{ss-main,ss-aggr,vpnc-aggr}.pcap (scapy), the matching
+*.ikev1_decryption_table (Wireshark's "icookie,encryption key" table written
+by the reference run) and, for vpnc, the secrets that ``vpnc --debug 3``
+printed in vpnc-aggr.vpnc-debug3.log; the PSKs are those of the reference
+gateway's swanctl.conf, copied into CAPTURES below.  CAPTURE_DIR defaults to
+tests/vectors/captures.  It writes one JSON file per capture beside itself,
+naming its sources by their path relative to the repository.
 
 Deliberately independent of responder.ikev1.crypto: it only copies raw facts
 (message bytes, keys as printed by the peers, negotiated algorithm numbers) so
@@ -25,9 +27,9 @@ from pathlib import Path
 
 from scapy.all import IP, UDP, rdpcap  # type: ignore[import-untyped]
 
-REFERENCE = Path("/work/shared/reference/strongswan-gateway")
-RESULTS = REFERENCE / "results"
 OUT_DIR = Path(__file__).resolve().parent
+REPOSITORY = Path(__file__).resolve().parents[3]
+DEFAULT_CAPTURE_DIR = OUT_DIR.parent / "captures"
 
 # gw/swanctl.conf: "ike-mm" (Main Mode wildcard) and "ike-vpngroup" (keyid:vpngroup).
 CAPTURES = {
@@ -82,8 +84,16 @@ def negotiated_transform(message: bytes) -> dict[str, int]:
     return result
 
 
-def decryption_table_key(name: str) -> tuple[str, str]:
-    icookie, key = (RESULTS / f"{name}.ikev1_decryption_table").read_text().strip().split(",")
+def source_name(path: Path) -> str:
+    """`path` relative to the repository, or only its file name if it lies outside."""
+    try:
+        return path.resolve().relative_to(REPOSITORY).as_posix()
+    except ValueError:
+        return path.name
+
+
+def decryption_table_key(capture_dir: Path, name: str) -> tuple[str, str]:
+    icookie, key = (capture_dir / f"{name}.ikev1_decryption_table").read_text().strip().split(",")
     return icookie, key
 
 
@@ -119,11 +129,12 @@ def vpnc_debug_secrets(log: str) -> dict[str, str]:
     }
 
 
-def extract(name: str, meta: dict[str, str]) -> dict:
-    icookie, enc_key = decryption_table_key(name)
+def extract(capture_dir: Path, name: str, meta: dict[str, str]) -> dict:
+    icookie, enc_key = decryption_table_key(capture_dir, name)
     messages, esp = [], []
     initiator_ip = None
-    for number, src, isakmp, esp_payload in isakmp_datagrams(RESULTS / f"{name}.pcap"):
+    pcap = capture_dir / f"{name}.pcap"
+    for number, src, isakmp, esp_payload in isakmp_datagrams(pcap):
         initiator_ip = initiator_ip or src
         role = "initiator" if src == initiator_ip else "responder"
         if isakmp is None:
@@ -133,7 +144,7 @@ def extract(name: str, meta: dict[str, str]) -> dict:
             sys.exit(f"{name}: frame {number} belongs to another IKE SA")
         messages.append({"frame": number, "from": role, "hex": isakmp.hex()})
     vector = {
-        "source": f"{RESULTS}/{name}.pcap",
+        "source": source_name(pcap),
         "initiator": meta["initiator"],
         "exchange": meta["exchange"],
         "psk": meta["psk"],
@@ -143,19 +154,20 @@ def extract(name: str, meta: dict[str, str]) -> dict:
         "messages": messages,
         "esp": esp,
     }
-    log = RESULTS / f"{name}.vpnc-debug3.log"
+    log = capture_dir / f"{name}.vpnc-debug3.log"
     if log.exists():
         vector["vpnc_debug"] = vpnc_debug_secrets(log.read_text())
-        vector["vpnc_debug"]["source"] = str(log)
+        vector["vpnc_debug"]["source"] = source_name(log)
     return vector
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
+    capture_dir = Path(argv[1]) if len(argv) > 1 else DEFAULT_CAPTURE_DIR
     for name, meta in CAPTURES.items():
         path = OUT_DIR / f"reference_{name}.json"
-        path.write_text(json.dumps(extract(name, meta), indent=1) + "\n")
+        path.write_text(json.dumps(extract(capture_dir, name, meta), indent=1) + "\n")
         print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv)
