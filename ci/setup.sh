@@ -54,4 +54,14 @@ else
 fi
 "$VENV/bin/python" -c 'import cryptography, pyroute2, pyrad, mininet.net, jinja2, pexpect, yaml, pydantic, scapy' \
     || { echo "ci/setup.sh: the virtualenv is incomplete" >&2; exit 1; }
+# every program, file and charon plugin the lab uses, each named with its package;
+# a package whose files were removed by hand (dpkg still lists it) is reinstalled once
+mapfile -t broken < <("$VENV/bin/python" -m lab.parts missing-packages)
+if [ ${#broken[@]} -gt 0 ]; then
+    log "parts missing although installed, reinstalling: ${broken[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --reinstall --no-install-recommends "${broken[@]}" \
+        || log "reinstall failed"
+fi
+"$VENV/bin/python" -m lab.parts check \
+    || { echo "ci/setup.sh: parts are missing after the install (lines above); add their packages to ci/apt-packages.txt" >&2; exit 1; }
 log "ready: $("$VENV/bin/dynipsec" --version)"

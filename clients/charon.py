@@ -17,14 +17,14 @@ from pathlib import Path
 import jinja2
 import pexpect
 
+from lab import parts
 from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 
-CHARON = "/usr/lib/ipsec/charon"
-SWANCTL = "swanctl"
+CHARON = parts.PROGRAMS["charon"][0]
+SWANCTL = parts.PROGRAMS["swanctl"][0]
 TEMPLATES = Path(__file__).parent / "templates"
-
 
 
 def render(template: str, target: Path, templates: Path = TEMPLATES, **values) -> Path:
@@ -50,6 +50,7 @@ class Charon(Daemon):
     ready_timeout = 10.0
     #: how long a single swanctl call may take (a hung vici socket must not hang us)
     swanctl_timeout = 30.0
+    parts = ("charon", "swanctl", "unshare", "mount", "mnexec")
 
     def __init__(self, node: ProcessHost, workdir: Path, tracker: PidTracker | None = None):
         super().__init__(node, workdir, tracker)
@@ -72,21 +73,39 @@ class Charon(Daemon):
         return f"unix://{self.vici_path}"
 
     @property
+    def filelog_path(self) -> Path:
+        """charon's own log (the templates' filelog), whatever the daemon's name."""
+        return self.workdir / "charon.log"
+
+    @property
     def private_run(self) -> Path:
         return self.workdir / "run"
 
     def check_config(self) -> None:
-        """charon has no dry run; check that both files parse as strongSwan settings."""
+        """charon has no dry run: both files must parse as strongSwan settings, and every
+        plugin the configuration loads must be installed."""
         from clients.settings import SettingsError, parse_settings
         for path in (self.conf_path, self.swanctl_conf_path):
             try:
                 parse_settings(path.read_text())
             except SettingsError as exc:
                 raise DaemonError(f"{path}: {exc}") from exc
+        parts.require_plugins(parts.plugins_in(self.conf_path.read_text()))
+
+    def check_started(self) -> None:
+        """charon goes on without a plugin that failed to load, and a login then fails
+        much later (no Xauth credentials, no cipher): refuse to go on at once."""
+        try:
+            failed = parts.failed_plugins(self.filelog_path.read_text(errors="replace"))
+        except OSError:
+            return
+        if failed:
+            raise parts.failed_plugins_error(failed, self.filelog_path)
 
     def argv(self) -> list[str]:
         self.private_run.mkdir(exist_ok=True)
-        for stale in (self.private_run / "charon.pid", self.vici_path):
+        # a log left by an earlier run would be read as this start's (check_started)
+        for stale in (self.private_run / "charon.pid", self.vici_path, self.filelog_path):
             stale.unlink(missing_ok=True)
         # unshare + bind mount: the compiled-in pid file lands in workdir/run;
         # both execs keep the PID, so the tracked PID is charon's own.

@@ -24,6 +24,7 @@ import pexpect
 
 from clients.base import ClientError, ClientInfo, ClientSettings, IPsecClient
 from clients.charon import TEMPLATES, render
+from lab import parts
 from lab.daemon import PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class VpncClient(IPsecClient):
 
     # -- life cycle ----------------------------------------------------------
     def prepare(self) -> None:
+        parts.require("vpnc", "stdbuf", "mnexec")
         self.workdir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(TEMPLATES / "vpnc-script.sh", self.script_path)
         os.chmod(self.script_path, 0o755)

@@ -57,6 +57,7 @@ class FreeRadius(Daemon):
 
     name = "freeradius"
     ready_timeout = 15.0
+    parts = ("freeradius", "radclient", "freeradius configuration")
 
     def __init__(self, node, workdir: Path, topology, tracker=None):
         super().__init__(node, workdir, tracker)

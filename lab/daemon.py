@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from lab import parts
+
 log = logging.getLogger(__name__)
 
 
@@ -49,6 +51,8 @@ class Daemon:
     ready_timeout: float = 10.0
     #: how long stop() waits after SIGTERM before SIGKILL
     stop_timeout: float = 5.0
+    #: programs (names in lab.parts.PROGRAMS) checked before anything starts
+    parts: tuple[str, ...] = ()
 
     def __init__(self, node: ProcessHost, workdir: Path, tracker: PidTracker | None = None):
         self.node = node
@@ -74,6 +78,9 @@ class Daemon:
         """True once the daemon serves. Default: the process is alive."""
         return self.alive()
 
+    def check_started(self) -> None:
+        """Raise (e.g. parts.MissingPart) if the starting daemon reported a fatal fault."""
+
     # -- lifecycle -------------------------------------------------------
     @property
     def log_path(self) -> Path:
@@ -87,6 +94,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> "Daemon":
+        parts.require(*self.parts)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.build_config()
         self.check_config()
@@ -98,18 +106,26 @@ class Daemon:
         self.proc = self.node.popen(self.argv(), **kwargs)
         if self.tracker:
             self.tracker.track_pid(self.proc.pid, f"{self.name}@{self.node.name}")
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("%s on %s ready (pid %d)", self.name, self.node.name, self.proc.pid)
+        return self
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
         while not self.ready():
+            self.check_started()
             if not self.alive():
                 raise DaemonError(f"{self.name} on {self.node.name} exited with "
                                   f"{self.proc.returncode}; see {self.log_path}:\n{self.tail_log()}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise DaemonError(f"{self.name} on {self.node.name} not ready after "
                                   f"{self.ready_timeout:.0f}s; see {self.log_path}:\n{self.tail_log()}")
             time.sleep(0.02)
-        log.info("%s on %s ready (pid %d)", self.name, self.node.name, self.proc.pid)
-        return self
+        self.check_started()
 
     def stop(self) -> None:
         """SIGTERM, wait, SIGKILL; idempotent."""

@@ -117,6 +117,7 @@ class PacketCapture(Daemon):
     """tcpdump on one interface of a node, writing a pcap that is complete after stop()."""
 
     name = "tcpdump"
+    parts = ("tcpdump",)
 
     def __init__(self, node, workdir: Path, interface: str, pcap: Path, tracker=None):
         super().__init__(node, workdir, tracker)

@@ -23,11 +23,12 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
+from lab import parts
 from lab.daemon import Daemon, PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 
-IPERF3 = "iperf3"
+IPERF3 = parts.PROGRAMS["iperf3"][0]
 DEFAULT_PORT = 5201
 #: seconds an iperf3 client may take beyond its test: control connection, omit period,
 #: the final exchange of results
@@ -109,6 +110,7 @@ class IperfServer(Daemon):
 
     name = "iperf3-server"
     ready_timeout = 5.0
+    parts = ("iperf3",)
 
     def __init__(self, node: ProcessHost, workdir: Path, port: int = DEFAULT_PORT,
                  bind: str | None = None, tracker: PidTracker | None = None):
@@ -171,6 +173,7 @@ def run_iperf_client(node: ProcessHost, job: IperfJob, seconds: float = 5.0, omi
     Thread-safe (a process of its own, not the node's shared shell), so that several
     clients can run at once. A client that outlives `timeout` is killed by PID.
     """
+    parts.require("iperf3")
     argv = client_argv(job, seconds, omit)
     timeout = timeout if timeout is not None else seconds + omit + CLIENT_GRACE
     proc = node.popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from lab.parts import MissingPart
+
     parser = build_parser()
     args = parser.parse_args(argv)
     # default: warnings only (progress and tables are printed, not logged); -v info, -vv debug
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except MissingPart as exc:
+        print(f"dynipsec: {exc}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Shared pytest setup. Only cheap checks happen here: nothing is built at import time.
 
 Tests marked `lab` need real network namespaces: they are skipped, with the reason,
-unless we run as root and Debian's /usr/bin/mnexec (package mininet) is present.
+unless we run as root. As root, a missing program of the lab (Debian's mnexec, ip, ...)
+is a broken installation, not a reason to skip: those tests fail at once naming the
+part and its package (lab.parts).
 """
 from __future__ import annotations
 
@@ -9,15 +11,22 @@ import os
 
 import pytest
 
-MNEXEC = "/usr/bin/mnexec"
+from lab.parts import require
+
+#: what every lab test runs, whatever its daemons (they check their own parts)
+LAB_PROGRAMS = ("mnexec", "ip", "tc", "nft", "brctl", "sysctl", "ping", "tcpdump")
 
 
 def lab_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "lab test: needs root (it builds real network namespaces)"
-    if not os.path.exists(MNEXEC):
-        return f"lab test: needs {MNEXEC} (Debian package mininet; run ci/setup.sh)"
     return None
+
+
+@pytest.fixture(autouse=True)
+def lab_programs_installed(request):
+    if request.node.get_closest_marker("lab") is not None and lab_unavailable_reason() is None:
+        require(*LAB_PROGRAMS)
 
 
 def pytest_collection_modifyitems(config, items):

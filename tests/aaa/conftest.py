@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from lab.parts import require
+
 SYSTEM_RADDB = Path("/etc/freeradius/3.0")
 SECRET = "da-test-secret"
 
@@ -108,10 +110,6 @@ def pytest_configure(config):
 def freeradius_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "aaa test: needs root (runs a private FreeRADIUS)"
-    if shutil.which("freeradius") is None or not SYSTEM_RADDB.is_dir():
-        return "aaa test: needs the Debian packages freeradius and freeradius-utils"
-    if shutil.which("radclient") is None:
-        return "aaa test: needs radclient (Debian package freeradius-utils)"
     return None
 
 
@@ -203,6 +201,7 @@ def freeradius(tmp_path_factory):
     reason = freeradius_unavailable_reason()
     if reason:
         pytest.skip(reason)
+    require("freeradius", "radclient", "freeradius configuration")
     raddb = tmp_path_factory.mktemp("da-freeradius") / "raddb"
     auth_port, acct_port = free_udp_ports(2)
     build_raddb(raddb, auth_port, acct_port)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from lab.parts import PROGRAMS, require
 
 pytestmark = pytest.mark.lab
 
@@ -33,7 +34,7 @@ if os.geteuid() != 0:
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").exists() else sys.executable
-TSHARK = shutil.which("tshark")
+TSHARK = PROGRAMS["tshark"][0]
 XAUTH_VID = "09002689dfd6b712"
 STATIC_SECRET = "static-tunnel-key-d3"
 STATIC_REMOTE, STATIC_LOCAL = "192.0.2.0/24", "10.50.0.0/24"
@@ -194,8 +195,8 @@ def test_dynamic_phase1_cannot_negotiate_static_selectors(lab, plan, gateway):
     assert wait_until(lambda: user not in {s.user for s in gateway.subscribers()}, 5)
 
 
-@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
 def test_tshark_dissects_and_decrypts_what_dynipsec_sent(lab, plan, gateway):
+    require("tshark")
     cookies = getattr(gateway, "login_cookies", {})
     if len(cookies) != len(LOGINS):
         pytest.skip("needs the logins of test_strongswan_and_vpnc_logins_are_dynamic")

@@ -2,15 +2,16 @@
 
 Messages built by the codec are written to a pcap and dissected; tshark must
 find no malformed packet and no expert error, and must name what we encoded.
-Skipped where tshark is not installed.
+Fails at once, naming the package, where tshark is not installed.
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
+
+from lab.parts import require
 
 from responder.ikev1.enums import (
     AuthMethod,
@@ -51,7 +52,11 @@ from responder.ikev1.payloads import (
 )
 from responder.ikev1.vendor_ids import DPD, NATT_RFC3947, XAUTH
 
-pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tshark_installed():
+    require("tshark")
 
 ICOOKIE, RCOOKIE = bytes.fromhex("0102030405060708"), bytes.fromhex("1112131415161718")
 
@@ -149,7 +154,6 @@ def tshark(path, *args: str) -> str:
 
 
 def test_tshark_dissects_our_messages_without_errors(tmp_path):
-    pytest.importorskip("scapy")
     items = messages()
     pcap = tmp_path / "codec.pcap"
     write_pcap(pcap, items)

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
 
 import pytest
+
+from lab.parts import FILES, require
 from cryptography.hazmat.primitives.asymmetric import dh, ec
 
 from responder.ikev1.crypto import (
@@ -75,9 +76,8 @@ def test_modp_prime_passes_cryptography_parameter_checks(number: int) -> None:
 
 
 def test_modp_primes_match_local_strongswan_and_openssl() -> None:
-    library = Path("/usr/lib/ipsec/libstrongswan.so.0.0.0")
-    if not library.exists() or not shutil.which("openssl"):
-        pytest.skip("strongSwan / openssl not installed here")
+    require("libstrongswan", "openssl")
+    library = Path(FILES["libstrongswan"][0])
     blob = library.read_bytes()
     for number in MODP:
         prime = dh_group(number).prime

@@ -252,7 +252,6 @@ def test_login_events_outcomes_and_latencies(tmp_path, caplog):
 
 # -- metrics --------------------------------------------------------------------------------
 def test_metrics_registry(tmp_path):
-    pytest.importorskip("prometheus_client")
     from prometheus_client.parser import text_string_to_metric_families
 
     sup = Supervisor(parse_config({**BASE, "metrics": {"enabled": True}}), str(tmp_path / "c"))

@@ -1,10 +1,11 @@
 """tshark dissects every datagram of an in-memory login without complaint,
 and decrypts it with the key the engine exports (Wireshark IKEv1 table)."""
 
-import shutil
 import subprocess
 
 import pytest
+
+from lab.parts import PROGRAMS, require
 
 from responder.ikev1.enums import IdType
 from responder.ikev1.events import KeyExport
@@ -13,9 +14,13 @@ from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
 from tests.helpers.ikev1_pair import PSK, make_pair
 
-TSHARK = shutil.which("tshark")
-pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+TSHARK = PROGRAMS["tshark"][0]
 scapy_all = pytest.importorskip("scapy.all")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def tshark_installed():
+    require("tshark")
 
 BAD_MARKERS = ("Malformed", "Expert Info (Error", "[Malformed")
 
