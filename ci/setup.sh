@@ -41,18 +41,42 @@ for svc in freeradius strongswan-starter strongswan ipsec; do
     fi
 done
 
+EXTRAS=test,bench
 stamp="$VENV/.dynipsec-setup"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+# the names of the project's Python requirements (with EXTRAS) that are not installed:
+# a package removed from the virtualenv by hand must bring the install back
+missing_python() {
+    "$VENV/bin/python" - "$EXTRAS" <<'PYEOF'
+import importlib.metadata as md, re, sys
+extras = set(sys.argv[1].split(","))
+try:
+    requirements = md.requires("dynipsec") or []
+except md.PackageNotFoundError:
+    print("dynipsec"); sys.exit()
+for requirement in requirements:
+    extra = re.search(r'extra\s*==\s*"([^"]+)"', requirement)
+    if extra and extra.group(1) not in extras:
+        continue
+    name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        print(name)
+PYEOF
+}
+if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
+        && [ -z "$(missing_python)" ]; then
     log "virtualenv up to date ($VENV)"
 else
-    log "creating virtualenv $VENV"
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+    [ -x "$VENV/bin/python" ] || { log "creating virtualenv $VENV"; "$PY" -m venv "$VENV"; }
+    gone=$(missing_python | tr '\n' ' ')
+    log "installing Python packages into $VENV${gone:+ (missing: ${gone% })}"
     "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -e ".[test]"
+    "$VENV/bin/pip" install -q -e ".[$EXTRAS]"
     echo "$want" > "$stamp"
 fi
-"$VENV/bin/python" -c 'import cryptography, pyroute2, pyrad, mininet.net, jinja2, pexpect, yaml, pydantic, scapy' \
+"$VENV/bin/python" -c 'import cryptography, pyroute2, pyrad, mininet.net, jinja2, pexpect, yaml, pydantic, scapy, rich, hypothesis, matplotlib' \
     || { echo "ci/setup.sh: the virtualenv is incomplete" >&2; exit 1; }
 # every program, file and charon plugin the lab uses, each named with its package;
 # a package whose files were removed by hand (dpkg still lists it) is reinstalled once
