@@ -12,7 +12,6 @@ import subprocess
 import pytest
 
 from lab.parts import require
-
 from responder.ikev1.enums import (
     AuthMethod,
     CfgType,

@@ -8,9 +8,9 @@ import warnings
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import dh, ec
 
 from lab.parts import FILES, require
-from cryptography.hazmat.primitives.asymmetric import dh, ec
 
 from responder.ikev1.crypto import (
     DH_GROUPS,

@@ -4,9 +4,9 @@ and decrypts it with the key the engine exports (Wireshark IKEv1 table)."""
 import subprocess
 
 import pytest
+import scapy.all as scapy_all
 
 from lab.parts import PROGRAMS, require
-
 from responder.ikev1.enums import IdType
 from responder.ikev1.events import KeyExport
 from responder.ikev1.payloads import Identification
@@ -15,14 +15,12 @@ from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 from tests.helpers.ikev1_pair import PSK, make_pair
 
 TSHARK = PROGRAMS["tshark"][0]
-scapy_all = pytest.importorskip("scapy.all")
+BAD_MARKERS = ("Malformed", "Expert Info (Error", "[Malformed")
 
 
 @pytest.fixture(autouse=True, scope="module")
 def tshark_installed():
     require("tshark")
-
-BAD_MARKERS = ("Malformed", "Expert Info (Error", "[Malformed")
 
 
 def write_pcap(pair, path) -> None:
