@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
 import time
+from typing import TextIO
 
 from lab.gateways import GATEWAY_KINDS, GatewayError, make_gateway, plan_from_topology
 
@@ -19,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLIENTS = 12
 DEFAULT_TOPOLOGY = "default"
+
+_OUTPUT_LOCK = threading.Lock()
 
 
 def register(sub) -> None:
@@ -36,9 +40,16 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def write_line(stream: TextIO, message: str) -> None:
+    """The message and its newline in one write, so concurrent callers' lines stay whole."""
+    with _OUTPUT_LOCK:
+        stream.write(message + "\n")
+        stream.flush()
+
+
 def _say(message: str) -> None:
     """Progress goes to stderr, so that stdout carries only the table."""
-    print(message, file=sys.stderr, flush=True)
+    write_line(sys.stderr, message)
 
 
 def check_gateway_available(kind: str) -> None:

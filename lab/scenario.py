@@ -263,14 +263,18 @@ class ScenarioRunner:
             result.errors.append(f"WINS {info.wins} != expected {list(group.wins)}")
 
     def _report(self, result: ClientResult, what: str) -> None:
-        with self._lock:
-            self._done += 1
-            done = self._done
+        """One progress line per client, numbered in the order they are written.
+
+        The line is passed on while the lock is held, so that concurrent logins
+        never hand the progress callback two lines at once.
+        """
         total = len(self.scenario.clients)
         setup = f"{result.setup_time:.3f}s" if result.setup_time is not None else "-"
-        self.progress(f"[{done:>{len(str(total))}}/{total}] {result.node:<6} {result.kind:<10} "
-                      f"{result.mode:<10} {result.group:<4} {what:<6} {setup:>7} "
-                      f"{result.address or ''}")
+        details = (f"{result.node:<6} {result.kind:<10} {result.mode:<10} {result.group:<4} "
+                   f"{what:<6} {setup:>7} {result.address or ''}")
+        with self._lock:
+            self._done += 1
+            self.progress(f"[{self._done:>{len(str(total))}}/{total}] {details}")
 
     # -- phase 2 ---------------------------------------------------------------
     def _verify_all(self, clients) -> None:
