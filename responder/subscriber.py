@@ -82,6 +82,9 @@ class Event(enum.Enum):
     #: the same user logged in again from the same peer with INITIAL-CONTACT (RFC 2407
     #: §4.6.3.3): the peer lost its state, so its older session is dead (Lost-Carrier)
     INITIAL_CONTACT = "initial-contact"
+    #: a fault inside the NAS ended the subscriber (its VR namespace is missing, netlink
+    #: refused its interface, ...): neither the user nor an operator caused it (NAS-Error)
+    INTERNAL_ERROR = "internal-error"
 
 
 LIVE_STATES = frozenset({State.INSTANTIATED, State.AUTHENTICATING, State.AUTHORIZED,
@@ -100,6 +103,7 @@ TEARDOWN_SCOPE: dict[Event, frozenset[State]] = {
     Event.RADIUS_DISCONNECT: LIVE_STATES,
     Event.NAS_SHUTDOWN: LIVE_STATES,
     Event.INITIAL_CONTACT: LIVE_STATES,
+    Event.INTERNAL_ERROR: LIVE_STATES,
     Event.SESSION_TIMEOUT: AUTHORIZED_STATES,
     Event.IDLE_TIMEOUT: AUTHORIZED_STATES,
     Event.NO_PROFILE: frozenset({State.INSTANTIATED}),

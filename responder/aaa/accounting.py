@@ -83,6 +83,10 @@ TERMINATE_CAUSE: dict[Event, TerminateCause] = {
     # The same user came back from the same peer with INITIAL-CONTACT: the peer lost its
     # state (restarted, killed) without a Delete, as DPD would have found out later.
     Event.INITIAL_CONTACT: TerminateCause.LOST_CARRIER,
+    # A fault inside the NAS, not on the subscriber's port (its VR namespace is missing,
+    # its interface could not be made): RFC 2866's "NAS Error: NAS detected some error
+    # (other than on the port) which required ending the session".
+    Event.INTERNAL_ERROR: TerminateCause.NAS_ERROR,
     # The rest end a login before accounting Start is sent (Start follows address
     # assignment); they are mapped only so that the table is total.
     Event.AUTH_FAILED: TerminateCause.USER_ERROR,

@@ -480,7 +480,8 @@ class Orchestrator:
         STATUS=FAIL at once (no re-prompt: retrying cannot help), the task deletes the
         SA once the client ACKed it; the subscriber goes with `cause`."""
         self.refused[counter] += 1
-        log.warning("subscriber %s: user %r denied: %s", info.key, sub.username, detail)
+        log.warning("subscriber %s: user %r denied: %s; cause %s", info.key, sub.username, detail,
+                    cause.value)
         if info.sa_id:
             info.xauth_fail_sent = self.task.xauth_result(
                 self.task.context(self.clock()), info.sa_id, False,
@@ -584,9 +585,10 @@ class Orchestrator:
         try:
             iface = await self.interfaces.create(vr_cfg.netns, name, address, mtu)
         except Exception as exc:  # noqa: BLE001 - netlink refused: the login ends here
-            log.error("subscriber %s: interface %s in %s failed: %s", key, name, vr_cfg.netns, exc)
+            log.error("subscriber %s: internal error (NAS error): interface %s in %s failed: %s",
+                      key, name, vr_cfg.netns, exc)
             if sub.live:
-                self._refuse_login(sub, info, Event.ADMIN_LOGOUT, "interface", str(exc))
+                self._refuse_login(sub, info, Event.INTERNAL_ERROR, "interface", str(exc))
             return
         if not sub.live:
             self.interfaces.remove(iface)

@@ -49,6 +49,11 @@ def test_terminate_causes_of_the_spec():
     assert TERMINATE_CAUSE[Event.WORKER_LOST] == 8
 
 
+def test_internal_error_stops_with_nas_error_never_admin_reset():
+    stop = session().stop(160.0, Counters(), Event.INTERNAL_ERROR)
+    assert stop.attributes["Acct-Terminate-Cause"] == TerminateCause.NAS_ERROR == 9
+
+
 def test_counters_encoding_wraps_at_32_bits():
     enc = encode_counters(Counters(2**32, 2**33 + 1, 2**32 + 3, 4))
     assert (enc["Acct-Input-Octets"], enc["Acct-Input-Gigawords"]) == (0, 1)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import os
 import random
+import re
 import socket
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 from clients.ikev1_initiator import (ChildSaUp, ConfigReceived, IdentitySpec, InitiatorConfig,
                                      InitiatorSession, Mode)
 from clients.ikev1_initiator.memory import MemoryLink
+from responder.aaa.accounting import TERMINATE_CAUSE, TerminateCause
 from responder.config import build_responder_policy, parse_config
 from responder.daemon.datapath import DataPath
 from responder.daemon.orchestrator import Orchestrator, Phase2Gate, select_profile
@@ -23,6 +26,7 @@ from responder.daemon.worker import WorkerResponder, build_authenticator, transa
 from responder.esp import EspSAParams, InboundSA, OutboundSA
 from responder.ikev1.exchanges.transaction import TransactionTask
 from responder.ikev1.policy import Identity
+from responder.netif import InterfaceManager
 from responder.subscriber import Event, State, SubscriberTable
 
 SERVER = ("198.18.0.1", 500)
@@ -334,3 +338,49 @@ def test_worker_lost_releases_everything(tmp_path):
         assert sup.stats["sessions_ended_worker-lost"] == 1
 
     run(main())
+
+
+class MissingNamespaceInterfaces:
+    """The real interface manager with an empty netns directory: every VR namespace is
+    missing, so creation fails as it does when a VR's namespace was deleted. Remembers
+    the subscribers present at the failed creation."""
+
+    def __init__(self, netns_dir, table):
+        self.manager = InterfaceManager(netns_dir=str(netns_dir))
+        self.table = table
+        self.subscribers_at_failure: list = []
+        self.live: dict = {}
+
+    async def create(self, vr, name, address, mtu):
+        self.subscribers_at_failure = list(self.table)
+        return self.manager.create(vr, name, address, mtu)
+
+    def remove(self, iface):
+        self.manager.remove(iface)
+
+
+def test_missing_vr_namespace_refuses_the_login_as_an_internal_error(tmp_path, caplog):
+    async def main():
+        rig = Rig(tmp_path)
+        interfaces = MissingNamespaceInterfaces(tmp_path / "netns", rig.orchestrator.table)
+        rig.orchestrator.interfaces = rig.interfaces = interfaces
+        session = rig.session("alice", "pw-alice")
+        assert await rig.run_until(lambda: session.finished)
+        assert not session.established
+        (sub,) = interfaces.subscribers_at_failure
+        assert sub.teardown_event is Event.INTERNAL_ERROR
+        assert TERMINATE_CAUSE[sub.teardown_event] is TerminateCause.NAS_ERROR
+        # refused before accounting Start: no Start, so no Stop; everything went back
+        assert rig.link.downs == [] and not rig.supervisor.registry and not rig.supervisor.held
+        assert [s.in_use for s in rig.supervisor.licenses.stats()] == [0, 0]
+        assert rig.orchestrator.stats["teardown_internal-error"] == 1
+        return sub.id
+
+    caplog.set_level(logging.INFO)
+    sub_id = run(main())
+    log = caplog.text
+    assert re.search(r"user 'alice' denied: VR namespace 'nsvr1' not found .*; cause internal-error", log)
+    assert "internal error (NAS error): interface ipa0-1 in nsvr1 failed" in log
+    assert f"subscriber {sub_id} (alice) teardown: internal-error" in log
+    assert "Xauth user 'alice' failed after 1 attempts (internal-error)" in log
+    assert "admin-logout" not in log
