@@ -5,6 +5,7 @@ answered (same transform echoed, right vendor IDs, correct NAT-D)."""
 from pathlib import Path
 
 import pytest
+import scapy.all as scapy_all
 
 from responder.ikev1.crypto.prf import hash_algorithm
 from responder.ikev1.engine import Responder
@@ -20,7 +21,6 @@ from tests.helpers.ikev1_initiator import seeded_rng
 CAPTURE_DIR = Path(__file__).resolve().parents[1] / "vectors" / "captures"
 GATEWAY = ("198.18.0.1", 500)
 
-scapy_all = pytest.importorskip("scapy.all")
 
 
 def frames(name: str) -> list[tuple[bytes, tuple[str, int], tuple[str, int]]]:
