@@ -4,7 +4,6 @@ answered (same transform echoed, right vendor IDs, correct NAT-D)."""
 
 from pathlib import Path
 
-import pytest
 import scapy.all as scapy_all
 
 from responder.ikev1.crypto.prf import hash_algorithm
