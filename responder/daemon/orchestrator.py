@@ -68,6 +68,10 @@ from .datapath import DataPath, UnsupportedChild
 
 log = logging.getLogger(__name__)
 
+#: a refused acquire's kind -> the subscriber's teardown cause (otherwise LICENSE_REFUSED):
+#: an unreachable supervisor is the router's own fault, not a resource the user lacked
+REFUSAL_CAUSE = {"supervisor": Event.INTERNAL_ERROR}
+
 __all__ = ["Orchestrator", "SupervisorLink", "select_profile", "mode_config_for",
            "Phase2Gate"]
 
@@ -567,7 +571,8 @@ class Orchestrator:
         if not sub.live:
             return
         if not reply.get("ok"):
-            self._refuse_login(sub, info, Event.LICENSE_REFUSED, reply.get("kind", "license"),
+            kind = reply.get("kind", "license")
+            self._refuse_login(sub, info, REFUSAL_CAUSE.get(kind, Event.LICENSE_REFUSED), kind,
                                reply.get("reason", "refused by the supervisor"))
             return
         now = self.clock()

@@ -384,3 +384,27 @@ def test_missing_vr_namespace_refuses_the_login_as_an_internal_error(tmp_path, c
     assert f"subscriber {sub_id} (alice) teardown: internal-error" in log
     assert "Xauth user 'alice' failed after 1 attempts (internal-error)" in log
     assert "admin-logout" not in log
+
+
+class UnreachableSupervisorLink(SupervisorLink):
+    async def acquire(self, key, request):
+        await asyncio.sleep(0)
+        raise ConnectionResetError("supervisor socket closed")
+
+
+def test_an_unreachable_supervisor_refuses_the_login_as_an_internal_error(tmp_path, caplog):
+    async def main():
+        rig = Rig(tmp_path)
+        rig.orchestrator.link = rig.link = UnreachableSupervisorLink(rig.supervisor)
+        session = rig.session("alice", "pw-alice")
+        assert await rig.run_until(lambda: session.finished)
+        assert not session.established
+        assert rig.orchestrator.stats["teardown_internal-error"] == 1
+        assert rig.orchestrator.refused["supervisor"] == 1
+        assert rig.interfaces.live == {}
+
+    caplog.set_level(logging.INFO)
+    run(main())
+    assert re.search(r"user 'alice' denied: supervisor: supervisor socket closed; cause internal-error",
+                     caplog.text)
+    assert "license-refused" not in caplog.text
