@@ -80,6 +80,8 @@ def register(sub) -> None:
                        help="also clean labs whose owner still runs (stops the owner first)")
     clean.set_defaults(func=cmd_clean)
 
+    from lab import cli_run; cli_run.register(cmds)
+
 
 def _prefix_option(parser) -> None:
     parser.add_argument("--prefix", default=None, help="only the lab with this prefix (default: all)")

@@ -54,3 +54,22 @@ def make_topology():
 def make_prefix():
     """make_prefix('x') -> a prefix for a test's own extra lab (see aux_prefix)."""
     return aux_prefix
+
+
+@pytest.fixture(scope="session")
+def lab_runs_root():
+    """One runs/<timestamp>/ directory for the evidence of this test session."""
+    from lab.engine import make_run_dir
+
+    return make_run_dir()
+
+
+@pytest.fixture
+def lab_evidence_dir(request, lab_runs_root):
+    """This test's own evidence directory: runs/<timestamp>/<test name>/."""
+    # short: client work directories hold unix sockets (at most 108 bytes of path)
+    name = request.node.name.removeprefix("test_").replace("[", "-").rstrip("]")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = lab_runs_root / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,408 @@
+"""Scenario files (scenarios/*.yaml): a lab behaviour as data, validated into a `ScenarioSpec`.
+
+A scenario names a topology, the gateway and its options, the clients, and a list of
+steps; each step does one thing (`do: login`, `do: ping`, ...) and lists what must be
+true afterwards (`expect:`), in the spirit of strongSwan's evaluation lines
+`host::command::pattern::YES|NO`. `lab.scenario_engine` runs them.
+
+Every mistake is reported at once, one line each, with the key path (unknown keys too):
+
+    scenarios/x.yaml: steps[1].expect[0].present: 'maybe': Input should be a valid boolean
+
+Host names in a scenario carry no prefix: `r` (router), `aaa`, `vr1`, `srv1`, `nat`,
+`c3`, `n1`; the runner adds the lab's prefix.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BeforeValidator, Field, ValidationError
+
+from lab.topology import REPO_ROOT, Strict, _format_errors
+
+SCENARIO_DIR = REPO_ROOT / "scenarios"
+GATEWAY_KINDS = ("dynipsec", "strongswan")
+Kind = Literal["dynipsec", "strongswan"]
+
+
+class ScenarioError(ValueError):
+    """A scenario file is missing, unreadable or invalid; `problems` holds one line each."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+# -- topology and gateway ----------------------------------------------------------------
+class TopologyRef(Strict):
+    """Which topology (a name in topologies/ or a path) and what to change in it."""
+
+    name: str = "minimal"
+    clients: int | None = Field(default=None, ge=0, le=5000,
+                                description="access-LAN client hosts (default: the topology's)")
+
+
+class DynipsecOptions(Strict):
+    """How the lab renders the responder configuration (lab/gateways/dynipsec.py)."""
+
+    aaa: Literal["local", "radius"] = Field(default="local",
+                                            description="local users, or the lab's FreeRADIUS")
+    workers: int = Field(default=2, ge=1, le=16)
+    licenses: int | tuple[int, int] = Field(default=1000,
+                                            description="both pools, or [ipsec_tunnel, subscriber]")
+    dpd: tuple[float, float] = Field(default=(10.0, 30.0), description="[interval, timeout] seconds")
+    remote_delete_grace: float = Field(default=0.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    users: dict[str, dict[str, Any]] = Field(default={},
+                                             description="extra settings of local users, by name")
+    config: dict[str, Any] = Field(default={},
+                                   description="merged into the rendered responder configuration")
+
+
+class StrongswanOptions(Strict):
+    """The reference gateway (lab/gateways/strongswan.py)."""
+
+    dpd: tuple[int, int] = Field(default=(10, 30), description="[delay, timeout] seconds")
+
+
+class GatewaySpec(Strict):
+    kinds: list[Kind] = Field(default=["dynipsec", "strongswan"], min_length=1,
+                              description="the gateways this scenario is meant for")
+    dynipsec: DynipsecOptions = DynipsecOptions()
+    strongswan: StrongswanOptions = StrongswanOptions()
+
+
+# -- clients -------------------------------------------------------------------------------
+VendorId = Literal["xauth", "dpd", "unity"]
+Quirk = Literal["initial-contact", "no-mode-config", "natt-off"]
+
+
+class ClientSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", description="how steps refer to it")
+    host: str = Field(description="client host without prefix: c1, n2")
+    kind: Literal["strongswan", "vpnc", "initiator"]
+    mode: Literal["main", "aggressive"] = "aggressive"
+    group: str = Field(default="vr1", description="IKE group (key-id), a group of the topology")
+    user: str
+    password: str | None = Field(default=None, description="default: the topology's password")
+    natt: Literal["force", "none"] = Field(default="force",
+                                           description="none: raw ESP (vpnc without NAT)")
+    vendor_ids: list[VendorId] | None = Field(
+        default=None, description="initiator: the vendor IDs it sends (default all)")
+    quirks: list[Quirk] = Field(default=[], description="initiator: protocol variations")
+
+
+# -- expectations --------------------------------------------------------------------------
+class CheckBase(Strict):
+    within: float = Field(default=5.0, ge=0,
+                          description="seconds the check may take to become true")
+    gateway: Kind | None = Field(default=None, description="only against this gateway")
+
+
+class ModeConfigCheck(CheckBase):
+    """The client received this Mode-Config attribute (default value: its group's)."""
+
+    check: Literal["mode_config"]
+    client: str
+    attribute: Literal["address", "netmask", "dns", "wins", "banner", "domain"]
+    equals: str | list[str] | None = Field(
+        default=None, description="address: a pool (network); default: the group's value")
+
+
+class RouteCheck(CheckBase):
+    """The subscriber's access route (dynipsec: /32 in the VR; strongSwan: table 220)."""
+
+    check: Literal["route"]
+    client: str
+    present: bool = True
+    vr: str | None = Field(default=None, description="VR (topology name) other than the group's")
+
+
+class InterfaceCheck(CheckBase):
+    """dynipsec: the subscriber's TUN interface in the VR namespace."""
+
+    check: Literal["interface"]
+    client: str
+    present: bool = True
+
+
+class SubscriberCheck(CheckBase):
+    """The gateway lists (or no longer lists) the client's user."""
+
+    check: Literal["subscriber"]
+    client: str
+    listed: bool = True
+    vr: str | None = Field(default=None, description="dynipsec: the VR it must be in")
+
+
+class AccountingCheck(CheckBase):
+    """RADIUS accounting of the client's last session: status types in order, cause."""
+
+    check: Literal["accounting"]
+    client: str
+    status: list[Literal["Start", "Stop", "Interim-Update"]] = ["Start"]
+    cause: str | None = Field(default=None, description="Acct-Terminate-Cause of the Stop")
+
+
+class LogCheck(CheckBase):
+    """A regular expression in a log: gateway, radius, or a client's name."""
+
+    check: Literal["log"]
+    source: str = "gateway"
+    pattern: str
+    present: bool = True
+
+
+class CounterCheck(CheckBase):
+    """dynipsec: a value of `show statistics` (dotted path) or `show licenses` refusals."""
+
+    check: Literal["counter"]
+    path: str = Field(description="e.g. licenses.refused.subscriber-license")
+    equals: int | None = None
+    min: int | None = None
+
+
+class CaptureCheck(CheckBase):
+    """Packets on the router's public side matching a tshark display filter."""
+
+    check: Literal["capture"]
+    filter: str
+    equals: int | None = None
+    min: int | None = None
+    max: int | None = None
+
+
+class CommandCheck(CheckBase):
+    """A command's output in a host matches (YES) or does not match (NO) a pattern."""
+
+    check: Literal["command"]
+    host: str
+    run: str
+    pattern: str
+    present: bool = True
+
+
+class ResourcesFreeCheck(CheckBase):
+    """dynipsec: no license, address or subscriber in use."""
+
+    check: Literal["resources_free"]
+
+
+def _evaluation_line(value: Any) -> Any:
+    """`host::command::pattern::YES|NO` (strongSwan's evaltest.dat) -> a command check."""
+    if not isinstance(value, str):
+        return value
+    parts = value.split("::")
+    if len(parts) != 4 or parts[3] not in ("YES", "NO"):
+        raise ValueError(f"{value!r}: expected host::command::pattern::YES|NO")
+    host, run, pattern, answer = parts
+    return {"check": "command", "host": host, "run": run, "pattern": pattern,
+            "present": answer == "YES"}
+
+
+Check = Annotated[
+    Union[ModeConfigCheck, RouteCheck, InterfaceCheck, SubscriberCheck, AccountingCheck,
+          LogCheck, CounterCheck, CaptureCheck, CommandCheck, ResourcesFreeCheck],
+    Field(discriminator="check"), BeforeValidator(_evaluation_line)]
+
+
+# -- steps ---------------------------------------------------------------------------------
+class StepBase(Strict):
+    title: str | None = Field(default=None, description="shown in the progress and the report")
+    expect: list[Check] = []
+
+
+class LoginStep(StepBase):
+    """Clients log in concurrently; `refused: true` expects every login to fail."""
+
+    do: Literal["login"]
+    clients: list[str] = Field(min_length=1)
+    timeout: float = Field(default=20.0, gt=0)
+    refused: bool = False
+
+
+class LogoutStep(StepBase):
+    """Clients log out gracefully (they send Delete)."""
+
+    do: Literal["logout"]
+    clients: list[str] = Field(min_length=1)
+
+
+class KillClientStep(StepBase):
+    """Clients vanish without a Delete (SIGKILL)."""
+
+    do: Literal["kill_client"]
+    clients: list[str] = Field(min_length=1)
+
+
+class PingStep(StepBase):
+    """Ping through the tunnel from the assigned address; counts echoes on the servers."""
+
+    do: Literal["ping"]
+    client: str
+    target: str | None = Field(default=None, description="default: the group's intranet server")
+    count: int = Field(default=3, ge=1)
+    answered: bool = Field(default=True, description="false: no echo may come back")
+
+
+class IperfStep(StepBase):
+    """iperf3 TCP from the client through the tunnel to its intranet server."""
+
+    do: Literal["iperf"]
+    client: str
+    seconds: float = Field(default=2.0, gt=0)
+    min_mbps: float = Field(default=0.1, ge=0)
+
+
+class WaitStep(StepBase):
+    do: Literal["wait"]
+    seconds: float = Field(gt=0)
+
+
+class KillWorkerStep(StepBase):
+    """dynipsec: SIGKILL the worker process holding the client's subscriber."""
+
+    do: Literal["kill_worker"]
+    client: str
+
+
+class RadiusStep(StepBase):
+    """RFC 5176 Disconnect-Request or CoA-Request from the AAA host for the client's user."""
+
+    do: Literal["radius_disconnect", "radius_coa"]
+    client: str
+    attributes: dict[str, str] = {}
+    answer: str = Field(default="ACK", description="pattern the radclient answer must match")
+
+
+class ImpairStep(StepBase):
+    """Impair the link of a host (its first interface): loss, blackhole, rate, or clear."""
+
+    do: Literal["impair"]
+    host: str
+    loss: int | None = Field(default=None, ge=1, le=100, description="percent dropped")
+    blackhole: bool = False
+    rate: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?[kmg]?bit$",
+                             description="tc rate, e.g. 1mbit")
+    clear: bool = False
+
+
+class AdminLogoutStep(StepBase):
+    """The gateway logs the client's user out (dynipsec logout / swanctl --terminate)."""
+
+    do: Literal["admin_logout"]
+    client: str
+
+
+class ReloadStep(StepBase):
+    """dynipsec: rewrite the configuration with `config` merged in, then reload."""
+
+    do: Literal["reload"]
+    config: dict[str, Any] = {}
+
+
+Step = Annotated[
+    Union[LoginStep, LogoutStep, KillClientStep, PingStep, IperfStep, WaitStep, KillWorkerStep,
+          RadiusStep, ImpairStep, AdminLogoutStep, ReloadStep],
+    Field(discriminator="do")]
+
+#: steps only the dynipsec gateway supports
+DYNIPSEC_ONLY_STEPS = ("kill_worker", "reload", "radius_disconnect", "radius_coa")
+
+
+class ScenarioSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str = ""
+    topology: TopologyRef = TopologyRef()
+    gateway: GatewaySpec = GatewaySpec()
+    clients: list[ClientSpec] = []
+    steps: list[Step] = Field(min_length=1)
+
+    def client(self, name: str) -> ClientSpec:
+        for client in self.clients:
+            if client.name == name:
+                return client
+        raise KeyError(name)
+
+
+# -- cross checks --------------------------------------------------------------------------
+def _cross_check(spec: ScenarioSpec) -> list[str]:
+    problems: list[str] = []
+    names = [c.name for c in spec.clients]
+    for i, client in enumerate(spec.clients):
+        if names.count(client.name) > 1 and names.index(client.name) < i:
+            problems.append(f"clients[{i}].name: {client.name!r} is used twice")
+        if client.kind != "initiator" and (client.vendor_ids is not None or client.quirks):
+            problems.append(f"clients[{i}]: vendor_ids and quirks need kind initiator")
+        if client.natt == "none" and client.kind != "vpnc":
+            problems.append(f"clients[{i}].natt: 'none' needs kind vpnc")
+    for s, step in enumerate(spec.steps):
+        for ref_path, ref in _client_refs(step, f"steps[{s}]"):
+            if ref not in names:
+                problems.append(f"{ref_path}: no client {ref!r} (clients: {', '.join(names) or 'none'})")
+        if step.do in DYNIPSEC_ONLY_STEPS and "strongswan" in spec.gateway.kinds:
+            problems.append(f"steps[{s}].do: {step.do} needs the dynipsec gateway; "
+                            f"set gateway.kinds: [dynipsec]")
+        if step.do == "impair":
+            chosen = [step.loss is not None, step.blackhole, step.rate is not None, step.clear]
+            if sum(chosen) != 1:
+                problems.append(f"steps[{s}]: impair takes exactly one of loss, blackhole, rate, clear")
+    return problems
+
+
+def _client_refs(step, at: str):
+    for key in ("clients",):
+        for i, name in enumerate(getattr(step, key, None) or []):
+            yield f"{at}.{key}[{i}]", name
+    if getattr(step, "client", None):
+        yield f"{at}.client", step.client
+    for c, check in enumerate(step.expect):
+        if getattr(check, "client", None):
+            yield f"{at}.expect[{c}].client", check.client
+        source = getattr(check, "source", "")
+        if source not in ("", "gateway", "radius"):
+            yield f"{at}.expect[{c}].source", source
+
+
+# -- loading -------------------------------------------------------------------------------
+def parse_scenario(data: Any, source: str = "<scenario>") -> ScenarioSpec:
+    if not isinstance(data, dict):
+        raise ScenarioError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        spec = ScenarioSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(source, _format_errors(exc)) from None
+    problems = _cross_check(spec)
+    if problems:
+        raise ScenarioError(source, problems)
+    return spec
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """`login-matrix` -> scenarios/login-matrix.yaml; anything with a slash or suffix is a path."""
+    text = str(name_or_path)
+    if "/" in text or text.endswith((".yaml", ".yml")):
+        return Path(text)
+    return SCENARIO_DIR / f"{text}.yaml"
+
+
+def load_scenario(name_or_path: str | Path) -> ScenarioSpec:
+    path = scenario_path(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(str(path), [f"cannot read scenario: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ScenarioError(str(path), [f"{where}invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_scenario(data, source=str(path))
+
+
+def all_scenario_paths() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*.yaml"))
