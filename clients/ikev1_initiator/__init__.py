@@ -22,6 +22,8 @@ from .results import (
     ChildSaDeleted,
     ChildSaUp,
     ConfigReceived,
+    DpdAnswered,
+    DpdRequest,
     Event,
     ModeConfig,
     Phase1Up,
@@ -34,6 +36,7 @@ from .session import Datagram, InitiatorError, InitiatorSession, InvalidTransiti
 
 __all__ = [
     "ChildSa", "ChildSaDeleted", "ChildSaUp", "ConfigError", "ConfigReceived", "Datagram",
+    "DpdAnswered", "DpdRequest",
     "EspProposal", "Event", "IdentitySpec", "IkeProposal", "InitiatorConfig", "InitiatorError",
     "InitiatorSession", "InvalidTransition", "MessageHook", "Mode", "ModeConfig", "NattMode",
     "PeerError", "Phase1Up", "RetransmitSettings", "SessionClosed", "SessionFailed",

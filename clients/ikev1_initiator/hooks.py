@@ -54,6 +54,7 @@ class Step(str, Enum):
     QM1 = "qm1"
     QM3 = "qm3"
     DPD_ACK = "dpd_ack"
+    DPD_PROBE = "dpd_probe"
     DELETE = "delete"
 
 

@@ -21,6 +21,8 @@ __all__ = [
     "ChildSaDeleted",
     "SessionClosed",
     "SessionFailed",
+    "DpdRequest",
+    "DpdAnswered",
     "ModeConfig",
     "ChildSa",
     "Timings",
@@ -97,6 +99,21 @@ class ChildSaDeleted(Event):
 @dataclass(frozen=True)
 class SessionClosed(Event):
     reason: str  # "local-close", "peer-delete"
+
+
+@dataclass(frozen=True)
+class DpdRequest(Event):
+    """The server's R-U-THERE (RFC 3706 §5.1), answered with R-U-THERE-ACK;
+    `sequence` is None when the notify carried no 4-byte sequence number."""
+
+    sequence: int | None
+
+
+@dataclass(frozen=True)
+class DpdAnswered(Event):
+    """The server's R-U-THERE-ACK to our own probe (`InitiatorSession.send_dpd`)."""
+
+    sequence: int
 
 
 @dataclass(frozen=True)

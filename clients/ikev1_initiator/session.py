@@ -36,6 +36,7 @@ from typing import Callable, Iterator
 from responder.ikev1.crypto.cipher import cipher_algorithm
 from responder.ikev1.crypto.dh import DHKeyPair, dh_group
 from responder.ikev1.crypto.errors import CryptoError
+from responder.ikev1.crypto.export import wireshark_ikev1_decryption_line
 from responder.ikev1.crypto.iv import IVStore, MessageCipher
 from responder.ikev1.crypto.phase1 import Phase1Keys
 from responder.ikev1.crypto.phase2 import (
@@ -86,6 +87,8 @@ from .results import (
     ChildSaDeleted,
     ChildSaUp,
     ConfigReceived,
+    DpdAnswered,
+    DpdRequest,
     Event,
     ModeConfig,
     Phase1Up,
@@ -308,6 +311,8 @@ class InitiatorSession:
         self._deadline: tuple[float, str] | None = None
         self._answers: OrderedDict[bytes, list[Datagram]] = OrderedDict()
         self._used_mids: set[int] = set()
+        #: sequence number of our last R-U-THERE (RFC 3706 §5.4), None before the first
+        self._dpd_sequence: int | None = None
         self._out: list[Datagram] = []
         self._events: deque[Event] = deque()
 
@@ -388,6 +393,28 @@ class InitiatorSession:
     def start_quick_mode(self, now: float) -> None:
         """Another Quick Mode on the established phase 1 (e.g. a rekey)."""
         self._send_qm1(now)
+
+    def send_dpd(self, now: float) -> int:
+        """Send one R-U-THERE (RFC 3706 §5.1) on the phase 1 SA; a matching
+        R-U-THERE-ACK becomes a `DpdAnswered` event. Returns the sequence number."""
+        if self.state not in _KEYED:
+            raise InvalidTransition(self.state, "send_dpd")
+        if self._dpd_sequence is None:
+            self._dpd_sequence = int.from_bytes(self._rng(4), "big") & 0x7FFFFFFF or 1
+        else:
+            self._dpd_sequence = (self._dpd_sequence + 1) & 0xFFFFFFFF
+        probe = Notification(NotifyType.R_U_THERE, spi=self.cky_i + self.cky_r,
+                             data=self._dpd_sequence.to_bytes(4, "big"))
+        self._emit_protected(Step.DPD_PROBE, ExchangeType.INFORMATIONAL, self._new_message_id(),
+                             [probe], informational=True)
+        return self._dpd_sequence
+
+    def decryption_line(self) -> str | None:
+        """The phase 1 keys as a line of Wireshark's IKEv1 decryption table (for
+        reading a capture of this session); None before the keys exist."""
+        if self._p1.keys is None:
+            return None
+        return wireshark_ikev1_decryption_line(self.cky_i, self._p1.keys.encryption_key)
 
     def close(self, now: float) -> None:
         """Delete every child SA and the phase 1 SA (if keyed), then stop."""
@@ -1056,6 +1083,12 @@ class InitiatorSession:
             # RFC 3706 §5.1: the ACK is a new informational exchange
             self._emit_protected(Step.DPD_ACK, ExchangeType.INFORMATIONAL, self._new_message_id(),
                                  [ack], informational=True)
+            self._events.append(DpdRequest(_sequence(notify.data)))
+            return
+        if notify.notify_type == NotifyType.R_U_THERE_ACK:
+            sequence = _sequence(notify.data)
+            if sequence is not None and sequence == self._dpd_sequence:
+                self._events.append(DpdAnswered(sequence))
             return
         name = lookup(NotifyType, notify.notify_type).name
         if notify.notify_type < _FIRST_STATUS_NOTIFY and self.state is not State.ESTABLISHED:
@@ -1094,3 +1127,8 @@ class InitiatorSession:
         self._emit_protected(Step.DELETE, ExchangeType.INFORMATIONAL, self._new_message_id(),
                              [Delete(ProtocolId.ISAKMP, [self.cky_i + self.cky_r])],
                              informational=True)
+
+
+def _sequence(data: bytes) -> int | None:
+    """The 32-bit DPD sequence number of an R-U-THERE(-ACK) notify (RFC 3706 §5.1)."""
+    return int.from_bytes(data[:4], "big") if len(data) >= 4 else None
