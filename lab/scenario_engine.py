@@ -514,6 +514,14 @@ def check_resources_free(ctx: Context, check) -> tuple[bool, str]:
     return in_use == (0, 0, 0), f"licenses {licenses}, addresses {addresses}, subscribers {subscribers} in use"
 
 
+def check_workers_ready(ctx: Context, check) -> tuple[bool, str]:
+    workers = ctx.gateway.workers()
+    ready = [w for w in workers if w.get("ready")]
+    enough = check.workers is None or len(ready) == check.workers
+    return bool(workers) and len(ready) == len(workers) and enough, \
+        f"{len(ready)} of {len(workers)} workers ready"
+
+
 BOTH = ("dynipsec", "strongswan")
 DYNIPSEC = ("dynipsec",)
 #: check kind -> (function, the gateways it applies to)
@@ -528,6 +536,7 @@ CHECKS: dict[str, tuple[Callable[[Context, Any], tuple[bool, str]], tuple[str, .
     "capture": (check_capture, BOTH),
     "command": (check_command, BOTH),
     "resources_free": (check_resources_free, DYNIPSEC),
+    "workers_ready": (check_workers_ready, DYNIPSEC),
 }
 
 
@@ -649,11 +658,15 @@ def run_steps(ctx: Context, result: RunResult) -> None:
 def teardown(ctx: Context, gateway: Gateway, lab, plan: AccessPlan, result: RunResult) -> None:
     """Every client out, the gateway stopped, then: nothing may be left in the VRs."""
     step = len(ctx.spec.steps) + 1
+    try:
+        listed = ctx.subscriber_users()
+    except GatewayError:
+        listed = set()
     for live in ctx.clients.values():
         if live.client is None:
             continue
         try:
-            if live.up:
+            if live.up and live.spec.user in listed:  # the gateway may have ended it already
                 live.client.disconnect()
             else:
                 live.client.close()

@@ -118,7 +118,8 @@ class RouteCheck(CheckBase):
     check: Literal["route"]
     client: str
     present: bool = True
-    vr: str | None = Field(default=None, description="VR (topology name) other than the group's")
+    vr: str | None = Field(default=None, description="dynipsec: look in this VR (topology name) "
+                                                     "instead of the subscriber's")
 
 
 class InterfaceCheck(CheckBase):
@@ -191,6 +192,13 @@ class ResourcesFreeCheck(CheckBase):
     check: Literal["resources_free"]
 
 
+class WorkersReadyCheck(CheckBase):
+    """dynipsec: every worker process is up and ready (e.g. after one was killed)."""
+
+    check: Literal["workers_ready"]
+    workers: int | None = Field(default=None, ge=1, description="how many (default: any number)")
+
+
 def _evaluation_line(value: Any) -> Any:
     """`host::command::pattern::YES|NO` (strongSwan's evaltest.dat) -> a command check."""
     if not isinstance(value, str):
@@ -205,7 +213,8 @@ def _evaluation_line(value: Any) -> Any:
 
 Check = Annotated[
     Union[ModeConfigCheck, RouteCheck, InterfaceCheck, SubscriberCheck, AccountingCheck,
-          LogCheck, CounterCheck, CaptureCheck, CommandCheck, ResourcesFreeCheck],
+          LogCheck, CounterCheck, CaptureCheck, CommandCheck, ResourcesFreeCheck,
+          WorkersReadyCheck],
     Field(discriminator="check"), BeforeValidator(_evaluation_line)]
 
 
