@@ -5,6 +5,8 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 DYN   := $(VENV)/bin/dynipsec
 PYTEST_ARGS ?=
+# make bench QUICK=1: small sizes (under 3 minutes)
+QUICK ?=
 
 .PHONY: setup demo test unit lab-test bench clean
 
@@ -24,7 +26,7 @@ lab-test: setup
 	$(PY) -m pytest -ra -m lab $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(if $(QUICK),--quick)
 
 # Removes lab leftovers of crashed runs (by recorded names and PIDs) and build
 # artefacts; keeps .venv (delete it by hand to force a fresh setup).

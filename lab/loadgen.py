@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 import os
 import subprocess
 import sys
@@ -409,3 +410,43 @@ def user_template(topology) -> tuple[str, str]:
 
 def describe(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
+
+
+# -- what a gateway holds (cheap questions, asked while it is under load) ----------------------
+def held_count(gateway) -> int:
+    """Subscribers / IKE SAs the gateway holds now (one cheap question, not a listing)."""
+    if gateway.kind == "dynipsec":
+        return max((row.get("in_use", 0) for row in gateway.show("licenses")), default=0)
+    out = gateway.charon.swanctl("--stats")
+    match = re.search(r"IKE_SAs:\s*(\d+) total", out)
+    if match is None:
+        raise LabError(f"unexpected swanctl --stats output: {out[:200]!r}")
+    return int(match.group(1))
+
+
+def leftovers(gateway, lab) -> dict[str, int]:
+    """Everything a logged-out subscriber must give back, counted (all 0 when clean)."""
+    found: dict[str, int] = {}
+    if gateway.kind == "dynipsec":
+        found["licenses"] = sum(r.get("in_use", 0) for r in gateway.show("licenses"))
+        found["addresses"] = sum(r.get("used", 0) for r in gateway.show("pools"))
+        found["subscribers"] = len(gateway.show("subscribers"))
+        found["ike_sas"] = len(gateway.show("ike-sa"))
+        found["ipsec_sas"] = len(gateway.show("ipsec-sa"))
+        prefixes = [vr["interface_prefix"] for vr in gateway.config["vrs"].values()]
+        links = routes = 0
+        for group in gateway.plan.groups:
+            node = lab.node(group.vr)
+            links += sum(1 for line in node.cmd("ip -o link show").splitlines()
+                         if any(f": {p}-" in line for p in prefixes))
+            routes += sum(1 for line in node.cmd("ip -4 route show").splitlines()
+                          if any(f"dev {p}-" in line for p in prefixes))
+        found["tun_devices"] = links
+        found["routes"] = routes
+    else:
+        found["ike_sas"] = held_count(gateway)
+        pools = gateway.charon.swanctl("--list-pools")
+        found["addresses"] = sum(int(m.group(1)) for m in
+                                 re.finditer(r"(\d+) / \d+ / \d+", pools))
+        found["routes"] = len(lab.router.cmd("ip -4 route show table 220").splitlines())
+    return found
