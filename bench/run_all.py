@@ -27,7 +27,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from bench.report import write_report  # noqa: E402
 
-HELPERS = {"run_all.py", "report.py", "__init__.py"}
+HELPERS = {"run_all.py", "report.py", "profile_login.py", "__init__.py"}
 
 
 def prefix() -> str:
