@@ -81,6 +81,7 @@ def register(sub) -> None:
     clean.set_defaults(func=cmd_clean)
 
     from lab import cli_run; cli_run.register(cmds)
+    from lab import cli_sandbox; cli_sandbox.register(cmds)
 
 
 def _prefix_option(parser) -> None:
@@ -276,6 +277,8 @@ def cmd_status(args) -> int:
 
 
 def _status_report(state) -> dict:
+    from lab.sandbox import sandbox_report
+
     summary = {}
     try:
         summary = json.loads((Path(state.run_dir) / "lab.json").read_text())
@@ -290,6 +293,7 @@ def _status_report(state) -> dict:
         "netns_names": list(state.netns_names),
         "daemons": [{"pid": rec.pid, "what": rec.what, "alive": rec.is_alive()}
                     for rec in state.daemons.values()],
+        "sandbox": sandbox_report(state.prefix),
     }
 
 

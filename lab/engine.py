@@ -266,6 +266,7 @@ class Lab:
         self.state.status = "stopping"
         self.state.save()
         try:
+            self._stop_sandbox()
             self._stop_tracked_pids()
             self._stop_daemons()
             self._detach_netns_names()
@@ -503,6 +504,14 @@ class Lab:
                 daemon.stop()
             except Exception:  # keep tearing down: a stuck daemon must not leak the rest
                 log.exception("stopping %s failed", daemon.name)
+
+    def _stop_sandbox(self) -> None:
+        """Gateways, clients and captures that `dynipsec lab gateway|login|capture` started
+        in this lab (lab.sandbox): logged out and stopped while the hosts still live."""
+        from lab.sandbox import stop_sandbox
+
+        for line in stop_sandbox(self.topology.prefix):
+            log.info("sandbox: %s", line)
 
     def _stop_tracked_pids(self) -> None:
         """PIDs others tracked (client daemons, gateways) and did not stop themselves."""

@@ -278,6 +278,9 @@ def clean_state(state: LabState, *, force: bool = False) -> list[str]:
     if force and state.owner_alive() and terminate_process(state.owner, timeout=10.0):
         removed.append(f"owner process {state.owner.pid} ({state.owner.what})")
     # Processes first: a live daemon keeps its namespace (and the veths in it) alive.
+    from lab.sandbox import stop_sandbox
+
+    removed += [f"sandbox: {line}" for line in stop_sandbox(state.prefix)]
     for record in terminate_processes(list(state.daemons.values())):
         removed.append(f"process {record.pid} ({record.what})")
     for record in terminate_processes(list(state.hosts.values()), timeout=1.0):

@@ -1,0 +1,432 @@
+"""Gateways, clients and captures started in a running lab from separate CLI invocations.
+
+A lab started with `dynipsec lab up` is owned by its keeper process; the commands
+`dynipsec lab gateway|login|logout|capture` run as processes of their own. They reach
+a lab host through its recorded shell PID (`nsenter -t PID -n -m`: the host's network
+AND mount namespace, so its private /run and /var/log), and record what they start in
+`<state dir>/sandbox/<prefix>.json`:
+
+* a gateway or a logged-in client lives in a detached *holder* process
+  (`python -m lab.sandbox hold ...`) that starts it with the lab's own classes
+  (lab.gateways, clients), reports in a status file, and on SIGTERM stops it the
+  graceful way (the gateway logs everyone out, a client sends Delete);
+* every PID a holder starts is recorded too, so that `lab down` and `lab clean`
+  can end them by PID even if a holder died;
+* a capture is a tcpdump PID.
+
+`stop_sandbox(prefix)` ends all of it: clients, then the gateway, then captures, then
+any recorded PID still alive. The keeper calls it before it tears the lab down.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from lab.state import (ProcessRecord, load_state, state_dir, terminate_process,
+                       terminate_processes)
+from lab.topology import REPO_ROOT, load_topology
+
+HOLDER_START_TIMEOUT = 60.0
+HOLDER_STOP_TIMEOUT = 30.0
+
+
+class SandboxError(RuntimeError):
+    """A sandbox command cannot do what it was asked (no lab, no such host, ...)."""
+
+
+# -- the record ----------------------------------------------------------------------------
+def sandbox_path(prefix: str) -> Path:
+    return state_dir() / "sandbox" / f"{prefix}.json"
+
+
+def load_records(prefix: str) -> dict:
+    try:
+        return json.loads(sandbox_path(prefix).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"gateway": None, "clients": {}, "captures": {}, "pids": {}}
+
+
+@contextlib.contextmanager
+def edit_records(prefix: str):
+    """The record under an exclusive lock (holders and CLI invocations write at once)."""
+    path = sandbox_path(prefix)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = load_records(prefix)
+        yield records
+        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text(json.dumps(records, indent=1))
+        os.replace(tmp, path)
+
+
+def remove_records(prefix: str) -> None:
+    for path in (sandbox_path(prefix), sandbox_path(prefix).with_suffix(".lock")):
+        path.unlink(missing_ok=True)
+
+
+def _record(data: dict | None) -> ProcessRecord | None:
+    return ProcessRecord(**data) if data else None
+
+
+# -- a lab host seen from another process ------------------------------------------------
+class Interface:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class NodeHandle:
+    """What lab daemons and clients need from a Mininet host (name, pid, popen, cmd),
+    for a host of a lab owned by another process."""
+
+    def __init__(self, name: str, pid: int):
+        self.name = name
+        self.pid = pid
+
+    def _enter(self, argv: list[str]) -> list[str]:
+        # no --fork: nsenter execs the command, so the PID we see is the command's own
+        return ["nsenter", "-t", str(self.pid), "-n", "-m", "--", *argv]
+
+    def popen(self, argv, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self._enter(list(argv)), **kwargs)
+
+    def cmd(self, command: str) -> str:
+        run = subprocess.run(self._enter(["sh", "-c", command]), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=60)
+        return run.stdout
+
+    def interfaces(self) -> list[str]:
+        lines = Path(f"/proc/{self.pid}/net/dev").read_text().splitlines()[2:]
+        return sorted(n for n in (line.split(":", 1)[0].strip() for line in lines) if n != "lo")
+
+    def defaultIntf(self) -> Interface:  # noqa: N802  (Mininet's name)
+        mininet = [n for n in self.interfaces() if n.startswith(f"{self.name}-eth")]
+        return Interface((mininet or self.interfaces())[0])
+
+
+class SandboxLab:
+    """The parts of lab.engine.Lab that gateways and clients use, for a running lab."""
+
+    def __init__(self, prefix: str):
+        state = load_state(prefix)
+        if state is None or not state.owner_alive():
+            raise SandboxError(f"no lab with prefix {prefix!r} is running "
+                               f"(start one with `dynipsec lab up --prefix {prefix}`)")
+        self.state = state
+        self.prefix = prefix
+        self.run_dir = Path(state.run_dir)
+        summary = json.loads((self.run_dir / "lab.json").read_text())
+        direct = [c for c in summary["clients"] if not c["behind_nat"]]
+        self.topology = load_topology(state.topology).with_overrides(clients=len(direct),
+                                                                     prefix=prefix)
+
+    # -- nodes ------------------------------------------------------------------------------
+    def node(self, name: str) -> NodeHandle:
+        record = self.state.hosts.get(name)
+        if record is None or not record.is_alive():
+            raise SandboxError(f"lab {self.prefix!r} has no host {name!r} "
+                               f"(hosts: {', '.join(self.state.hosts)})")
+        return NodeHandle(name, record.pid)
+
+    @property
+    def router(self) -> NodeHandle:
+        return self.node(self.topology.router_name)
+
+    def vr(self, name: str) -> NodeHandle:
+        return self.node(self.topology.vr_netns(self.topology.vr(name)))
+
+    def server(self, vr: str) -> NodeHandle:
+        index = self.topology.vrs.index(self.topology.vr(vr)) + 1
+        return self.node(self.topology.server_name(index))
+
+    def node_dir(self, name: str) -> Path:
+        path = self.run_dir / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # -- PID tracking (lab.daemon.PidTracker) ------------------------------------------------
+    def track_pid(self, pid: int, what: str) -> None:
+        record = ProcessRecord.of(pid, what)
+        if record is not None:
+            with edit_records(self.prefix) as records:
+                records["pids"][str(pid)] = record.__dict__
+
+    def untrack_pid(self, pid: int) -> None:
+        with edit_records(self.prefix) as records:
+            records["pids"].pop(str(pid), None)
+
+
+def resolve_prefix(prefix: str | None) -> str:
+    """The prefix given, or the only running lab's."""
+    from lab.state import all_states
+
+    if prefix:
+        return prefix
+    running = [s.prefix for s in all_states() if s.owner_alive()]
+    if len(running) == 1:
+        return running[0]
+    if not running:
+        raise SandboxError("no lab is running (start one with `dynipsec lab up`)")
+    raise SandboxError(f"several labs run ({', '.join(running)}): choose one with --prefix")
+
+
+def host_prefix(host: str) -> str | None:
+    """The prefix of the running lab that has this host."""
+    from lab.state import all_states
+
+    for state in all_states():
+        if host in state.hosts and state.owner_alive():
+            return state.prefix
+    return None
+
+
+# -- holders: start, report, stop ----------------------------------------------------------
+def start_holder(prefix: str, role: str, key: str, workdir: Path, options: dict) -> dict:
+    """Starts a detached holder, waits for its report; returns the status it wrote."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    status_file = workdir / f"holder-{role}.json"
+    status_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "lab.sandbox", "hold", "--prefix", prefix, "--role", role,
+            "--status", str(status_file), "--options", json.dumps(options)]
+    with open(workdir / f"holder-{role}.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                cwd=str(REPO_ROOT), start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    record = ProcessRecord.of(proc.pid, f"sandbox {role} holder {key}")
+    with edit_records(prefix) as records:
+        entry = {"holder": record.__dict__ if record else None, "workdir": str(workdir),
+                 "status": str(status_file), "options": _public(options)}
+        if role == "gateway":
+            records["gateway"] = entry
+        else:
+            records["clients"][key] = entry
+    deadline = time.monotonic() + HOLDER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        status = read_status(status_file)
+        if status.get("state") in ("up", "failed"):
+            break
+        if proc.poll() is not None:
+            status = read_status(status_file) or {"state": "failed",
+                                                   "error": f"holder exited {proc.returncode}; "
+                                                            f"see {workdir}/holder-{role}.log"}
+            break
+        time.sleep(0.1)
+    else:
+        status = {"state": "failed", "error": f"no report after {HOLDER_START_TIMEOUT:.0f}s"}
+    if status["state"] != "up":
+        stop_holder(prefix, role, key)
+    return status
+
+
+def _public(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k != "password"}
+
+
+def read_status(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def stop_holder(prefix: str, role: str, key: str) -> dict | None:
+    """SIGTERM to the holder, wait until it has stopped what it holds; drop the record."""
+    entry = load_records(prefix)["gateway"] if role == "gateway" \
+        else load_records(prefix)["clients"].get(key)
+    if entry is None:
+        return None
+    holder = _record(entry.get("holder"))
+    if holder is not None and holder.is_alive():
+        os.kill(holder.pid, signal.SIGTERM)
+        deadline = time.monotonic() + HOLDER_STOP_TIMEOUT
+        while holder.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if holder.is_alive():
+            terminate_process(holder)
+    with edit_records(prefix) as records:
+        if role == "gateway":
+            records["gateway"] = None
+        else:
+            records["clients"].pop(key, None)
+    return entry
+
+
+def stop_sandbox(prefix: str) -> list[str]:
+    """Ends everything the sandbox commands started in lab `prefix`; a line per thing."""
+    if not sandbox_path(prefix).exists():
+        return []
+    done = []
+    for host in list(load_records(prefix)["clients"]):
+        stop_holder(prefix, "client", host)
+        done.append(f"client on {host} logged out")
+    if load_records(prefix)["gateway"]:
+        stop_holder(prefix, "gateway", "gateway")
+        done.append("gateway stopped")
+    records = load_records(prefix)
+    leftovers = [_record(c["pid"]) for c in records["captures"].values()]
+    leftovers += [_record(r) for r in records["pids"].values()]
+    for record in terminate_processes([r for r in leftovers if r is not None]):
+        done.append(f"process {record.pid} ({record.what})")
+    remove_records(prefix)
+    return done
+
+
+# -- captures ------------------------------------------------------------------------------
+def start_capture(lab: SandboxLab, host: str, interface: str) -> Path:
+    key = f"{host}:{interface}"
+    if key in load_records(lab.prefix)["captures"]:
+        raise SandboxError(f"a capture on {key} runs already")
+    pcap = lab.run_dir / f"{host}-{interface}.pcap"
+    log = open(lab.node_dir(host) / f"tcpdump-{interface}.log", "ab")
+    proc = lab.node(host).popen(["tcpdump", "-i", interface, "-n", "--immediate-mode", "-U",
+                                 "-Z", "root", "-w", str(pcap)], stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=log, start_new_session=True)
+    record = ProcessRecord.of(proc.pid, f"tcpdump {key}")
+    with edit_records(lab.prefix) as records:
+        records["captures"][key] = {"pid": record.__dict__ if record else None, "pcap": str(pcap)}
+    return pcap
+
+
+def stop_capture(prefix: str, key: str) -> str:
+    with edit_records(prefix) as records:
+        entry = records["captures"].pop(key, None)
+    if entry is None:
+        raise SandboxError(f"no capture runs on {key}")
+    record = _record(entry["pid"])
+    if record is not None:
+        terminate_process(record)
+    return entry["pcap"]
+
+
+# -- the holder process --------------------------------------------------------------------
+def _make_gateway(lab: SandboxLab, options: dict):
+    from lab.gateways import plan_from_topology
+
+    plan = plan_from_topology(lab.topology)
+    kind = options["kind"]
+    workdir = lab.node_dir(lab.topology.router_name) / f"sandbox-gateway-{kind}"
+    if kind == "strongswan":
+        from lab.gateways.strongswan import StrongSwanGateway
+        return StrongSwanGateway(lab.router, workdir, plan, lab)
+    from lab.gateways.dynipsec import DynipsecGateway
+
+    gateway = DynipsecGateway(lab.router, workdir, plan, lab, aaa=options.get("aaa", "local"),
+                              topology=lab.topology)
+    if options.get("config"):
+        import yaml
+
+        config = yaml.safe_load(Path(options["config"]).read_text())
+        config.setdefault("control", {})["socket"] = gateway.daemon.control_socket
+        gateway.daemon.config = config
+    return gateway
+
+
+def _make_client(lab: SandboxLab, options: dict):
+    from clients import ClientSettings, make_client
+    from lab.gateways import plan_from_topology
+
+    plan = plan_from_topology(lab.topology)
+    group = plan.group(options["group"])
+    password = options.get("password") or plan.users.get(options["user"])
+    if password is None:
+        raise SandboxError(f"user {options['user']!r} is not in the topology: give --password")
+    settings = ClientSettings(gateway=plan.gateway, group=group.group,
+                              psk=plan.psk_for(group.group, options["mode"]), user=options["user"],
+                              password=password, mode=options["mode"],
+                              remote_networks=(group.intranet,))
+    node = lab.node(options["host"])
+    workdir = lab.node_dir(node.name)
+    if options["kind"] == "initiator":
+        from lab.scenario_engine import InitiatorProbe
+
+        spec = argparse.Namespace(vendor_ids=None, quirks=[])
+        return InitiatorProbe(node, workdir, settings, spec, lab)
+    return make_client(options["kind"], node, workdir, settings, tracker=lab)
+
+
+def _write_status(path: Path, status: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    os.replace(tmp, path)
+
+
+def hold(args) -> int:
+    """Starts the gateway or client, reports, holds it until SIGTERM, stops it."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    status_file = Path(args.status)
+    options = json.loads(args.options)
+    thing = None
+    try:
+        lab = SandboxLab(args.prefix)
+        if args.role == "gateway":
+            thing = _make_gateway(lab, options).start()
+            status = {"state": "up", "kind": thing.kind, "log": str(thing.log_path),
+                      "pid": getattr(thing, "pid", None) or getattr(thing.charon, "pid", None),
+                      "control_socket": getattr(getattr(thing, "daemon", None), "control_socket", None)}
+        else:
+            thing = _make_client(lab, options)
+            thing.connect()
+            info = thing.wait_up(options.get("timeout", 20))
+            status = {"state": "up", "kind": options["kind"], "info": info.as_dict(),
+                      "log": str(thing.log_path)}
+    except Exception as exc:  # reported to the waiting CLI, which prints it
+        _write_status(status_file, {"state": "failed", "error": str(exc).strip()})
+        if thing is not None and args.role != "gateway":
+            thing.close()
+        return 1
+    _write_status(status_file, status)
+    stop.wait()
+    if args.role == "gateway":
+        thing.stop()
+    else:
+        thing.disconnect()
+    _write_status(status_file, {**status, "state": "stopped"})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.sandbox",
+                                     description="internal: the holder process of `dynipsec lab "
+                                                 "gateway start` and `dynipsec lab login`")
+    sub = parser.add_subparsers(dest="command", required=True)
+    h = sub.add_parser("hold")
+    h.add_argument("--prefix", required=True)
+    h.add_argument("--role", choices=("gateway", "client"), required=True)
+    h.add_argument("--status", required=True)
+    h.add_argument("--options", required=True, help="JSON")
+    h.set_defaults(func=hold)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def sandbox_report(prefix: str) -> dict[str, Any]:
+    """Plain data for `dynipsec lab status --json`."""
+    records = load_records(prefix)
+    alive = lambda entry: bool(entry) and bool(_record(entry.get("holder"))) and \
+        _record(entry.get("holder")).is_alive()
+    gateway = records["gateway"]
+    return {
+        "gateway": None if not gateway else {**gateway["options"], "running": alive(gateway),
+                                             **read_status(Path(gateway["status"]))},
+        "clients": {host: {**entry["options"], "running": alive(entry),
+                           **read_status(Path(entry["status"]))}
+                    for host, entry in records["clients"].items()},
+        "captures": {key: entry["pcap"] for key, entry in records["captures"].items()},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
