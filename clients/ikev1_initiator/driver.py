@@ -171,6 +171,11 @@ class SessionRunner:
             self._changed.clear()
             await self._changed.wait()
 
+    def flush(self) -> None:
+        """Send what the session queued outside a datagram or timer (a DPD probe,
+        another Quick Mode) and re-arm its timer."""
+        self._after_activity()
+
     def close(self) -> None:
         self.session.close(self.now())
         self._after_activity()

@@ -221,10 +221,21 @@ class Expect(Strict):
 
 
 class GatewayNote(Strict):
-    """Where another gateway answers differently, and why (not a failure)."""
+    """Where another gateway answers differently, and why (not a failure): `why`
+    names entries of the file's `reasons` table."""
 
     differs: dict[str, Any] = Field(min_length=1)
-    why: str = Field(min_length=10)
+    why: list[str] = Field(min_length=1)
+
+
+class RealClient(Strict):
+    """The real client that also runs the case in the lab, with its own default
+    fingerprint, and where its lab configuration changes the answer."""
+
+    name: Literal["strongswan", "vpnc"]
+    differs: dict[str, Any] = Field(default_factory=dict)
+    #: names in the file's `reasons` table
+    why: list[str] = Field(default_factory=list)
 
 
 CaseId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]*$", max_length=48)]
@@ -242,9 +253,20 @@ class Case(Strict):
     #: None: the client fingerprint's proposals
     ike: list[IkeProposalText] | None = None
     #: in the lab the real client of that name also runs this case's fingerprint
-    real_client: Literal["strongswan", "vpnc"] | None = None
+    real_client: RealClient | None = None
     expect: Expect
     strongswan: GatewayNote | None = None
+
+    def strongswan_why(self, reasons: dict[str, str]) -> str | None:
+        """The explanation of strongSwan's differences, in words."""
+        if self.strongswan is None:
+            return None
+        return "; ".join(reasons[name] for name in self.strongswan.why)
+
+    def real_client_why(self, reasons: dict[str, str]) -> str | None:
+        if self.real_client is None or not self.real_client.why:
+            return None
+        return "; ".join(reasons[name] for name in self.real_client.why)
 
     def expected(self, gateway: str = "dynipsec") -> Outcome:
         """The expected outcome on one gateway (dynipsec, or strongSwan with its notes)."""
@@ -255,6 +277,7 @@ class Case(Strict):
 
 
 class _File(Strict):
+    reasons: dict[str, Annotated[str, Field(min_length=10)]] = Field(default_factory=dict)
     vendor_ids: dict[str, CatalogueEntry] = Field(min_length=1)
     clients: dict[str, Client] = Field(min_length=1)
     cases: list[dict[str, Any]] = Field(min_length=1)
@@ -264,6 +287,8 @@ class _File(Strict):
 class CaseTable:
     catalogue: dict[str, CatalogueEntry]
     clients: dict[str, Client]
+    #: why another gateway answers differently: name -> explanation
+    reasons: dict[str, str]
     cases: tuple[Case, ...]
     path: Path
 
@@ -347,7 +372,8 @@ def parse_cases(raw: Any, path: Path = DEFAULT_CASES) -> CaseTable:
     problems += _duplicates(where, [case.id for case in cases])
     if problems:
         raise CaseFileError(problems)
-    return CaseTable(dict(top.vendor_ids), dict(top.clients), tuple(cases), path)
+    return CaseTable(dict(top.vendor_ids), dict(top.clients), dict(top.reasons), tuple(cases),
+                     path)
 
 
 def _lines(where: str, exc: ValidationError, raw: dict) -> list[str]:
@@ -396,11 +422,17 @@ def _references(top: _File, case: Case) -> list[str]:
         if name not in top.vendor_ids and not re.fullmatch(r"hex:(?:[0-9a-f]{2})+", name):
             problems.append(f"expect.responder_vids.{v_index}: no vendor ID {name!r} in the "
                             f"catalogue (unknown ones are written hex:...)")
-    if case.strongswan is not None:
-        for key in case.strongswan.differs:
+    for where, note in (("strongswan", case.strongswan), ("real_client", case.real_client)):
+        for key in (note.differs if note is not None else {}):
             if key not in FIELDS:
-                problems.append(f"strongswan.differs.{key}: not an outcome field "
+                problems.append(f"{where}.differs.{key}: not an outcome field "
                                 f"({', '.join(FIELDS)})")
+    for where, note in (("strongswan", case.strongswan), ("real_client", case.real_client)):
+        for name in (note.why if note is not None else []):
+            if name not in top.reasons:
+                problems.append(f"{where}.why: no reason {name!r} in the reasons table")
+    if case.real_client is not None and case.real_client.differs and not case.real_client.why:
+        problems.append("real_client.why: say why the real client's answer differs")
     return problems
 
 

@@ -28,7 +28,6 @@ from lab.gateways.plan import AccessPlan, default_plan
 from responder.config import build_responder_policy, parse_config
 from responder.daemon.worker import transaction_policy
 from responder.ikev1.engine import Responder
-from responder.ikev1.enums import PayloadType
 from responder.ikev1.errors import CodecError
 from responder.ikev1.exchanges.quick_mode import DefaultPhase2Provider
 from responder.ikev1.exchanges.transaction import TransactionTask

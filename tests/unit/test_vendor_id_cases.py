@@ -191,7 +191,7 @@ def test_cross_checks():
     _case(raw, "strongswan-5.9-main")["send"] = [
         {"message": "am3", "vendor_ids": ["xauth"]}]
     _case(raw, "bare-ikev1")["strongswan"] = {"differs": {"natt.flavour": "x"},
-                                              "why": "a reason long enough"}
+                                              "why": ["unity-always", "moon-phase"]}
     _case(raw, "kame-racoon")["expect"] = dict(_case(raw, "kame-racoon")["expect"],
                                                responder_vids=["xauth", "frag"])
     raw["cases"].append(dict(_case(raw, "bare-ikev1")))
@@ -202,8 +202,12 @@ def test_cross_checks():
         "catalogue (unknown ones are written hex:...)",
         "cases.yaml: case 'bare-ikev1' strongswan.differs.natt.flavour: not an outcome field "
         f"({', '.join(FIELDS)})",
+        "cases.yaml: case 'bare-ikev1' strongswan.why: no reason 'moon-phase' in the reasons "
+        "table",
         "cases.yaml: case 'bare-ikev1' strongswan.differs.natt.flavour: not an outcome field "
         f"({', '.join(FIELDS)})",
+        "cases.yaml: case 'bare-ikev1' strongswan.why: no reason 'moon-phase' in the reasons "
+        "table",
         "cases.yaml: case 'bare-ikev1' id: used twice"]
 
 
