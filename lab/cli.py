@@ -82,6 +82,7 @@ def register(sub) -> None:
 
     from lab import cli_run; cli_run.register(cmds)
     from lab import cli_sandbox; cli_sandbox.register(cmds)
+    from lab.vendorids import cli as vendorids_cli; vendorids_cli.register(cmds)
 
 
 def _prefix_option(parser) -> None:
