@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field
 
-from lab.topology import REPO_ROOT, Strict, _format_errors
+from lab.topology import REPO_ROOT, Strict, validate_document
 
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 GATEWAY_KINDS = ("dynipsec", "strongswan")
@@ -378,16 +378,7 @@ def _client_refs(step, at: str):
 
 # -- loading -------------------------------------------------------------------------------
 def parse_scenario(data: Any, source: str = "<scenario>") -> ScenarioSpec:
-    if not isinstance(data, dict):
-        raise ScenarioError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
-    try:
-        spec = ScenarioSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ScenarioError(source, _format_errors(exc)) from None
-    problems = _cross_check(spec)
-    if problems:
-        raise ScenarioError(source, problems)
-    return spec
+    return validate_document(ScenarioSpec, data, source, ScenarioError, _cross_check)
 
 
 def scenario_path(name_or_path: str | Path) -> Path:

@@ -526,18 +526,24 @@ def _format_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
+def validate_document(model, data: Any, source: str, error, cross_check):
+    """Plain data (as loaded from YAML) -> `model`, or `error(source, problems)` listing every
+    problem: the wrong top-level type, each field pydantic refused, then `cross_check`'s lines."""
+    if not isinstance(data, dict):
+        raise error(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
+    try:
+        document = model.model_validate(data)
+    except ValidationError as exc:
+        raise error(source, _format_errors(exc)) from None
+    problems = cross_check(document)
+    if problems:
+        raise error(source, problems)
+    return document
+
+
 def parse_topology(data: Any, source: str = "<topology>") -> Topology:
     """Validate plain data (as loaded from YAML); raise TopologyError listing every problem."""
-    if not isinstance(data, dict):
-        raise TopologyError(source, [f"(top level): expected a mapping, got {type(data).__name__}"])
-    try:
-        topology = Topology.model_validate(data)
-    except ValidationError as exc:
-        raise TopologyError(source, _format_errors(exc)) from None
-    problems = _cross_check(topology)
-    if problems:
-        raise TopologyError(source, problems)
-    return topology
+    return validate_document(Topology, data, source, TopologyError, _cross_check)
 
 
 def topology_path(name_or_path: str | Path) -> Path:
