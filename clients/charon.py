@@ -18,7 +18,7 @@ import jinja2
 import pexpect
 
 from lab import parts
-from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost
+from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Charon(Daemon):
 
     @property
     def vici_path(self) -> Path:
-        return self.workdir / "charon.vici"
+        return unix_socket_path(self.workdir, "charon.vici")
 
     @property
     def uri(self) -> str:
@@ -122,6 +122,12 @@ class Charon(Daemon):
         super().start()
         self.load_all()
         return self
+
+    def stop(self) -> None:
+        super().stop()
+        # a socket moved out of a long work directory is not removed with that directory
+        if self.vici_path.parent != self.workdir:
+            self.vici_path.unlink(missing_ok=True)
 
     # -- swanctl ------------------------------------------------------------
     def swanctl_argv(self, command: str, *args: str) -> list[str]:

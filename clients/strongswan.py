@@ -45,7 +45,8 @@ class ClientCharon(Charon):
         self.tap = AttributeTap(self.workdir / "attributes.fifo")
 
     def build_config(self) -> None:
-        values = dict(node=self.node.name, workdir=self.workdir, settings=self.settings,
+        values = dict(node=self.node.name, workdir=self.workdir, vici_socket=self.vici_path,
+                      settings=self.settings,
                       conn=CONNECTION, attribute_fifo=self.tap.path)
         render("strongswan-client.conf.j2", self.conf_path, **values)
         render("swanctl-client.conf.j2", self.swanctl_conf_path, **values)

@@ -164,9 +164,11 @@ def _gateway_subscribers(lab, status: dict) -> list[dict]:
 
         return request(status["control_socket"], {"cmd": "show", "what": "subscribers"})["rows"]
     from clients.charon import parse_list_sas
+    from lab.daemon import unix_socket_path
 
     workdir = lab.node_dir(lab.topology.router_name) / "sandbox-gateway-strongswan"
-    out = lab.router.cmd(f"swanctl --list-sas --raw --uri unix://{workdir}/charon.vici")
+    vici = unix_socket_path(workdir.resolve(), "charon.vici")
+    out = lab.router.cmd(f"swanctl --list-sas --raw --uri unix://{vici}")
     return [{"user": sa.get("remote-xauth-id"), "address": (sa.get("remote-vips") or [""])[0],
              "state": sa.get("state")} for sa in parse_list_sas(out)]
 

@@ -8,10 +8,12 @@ clean` can end it after a crash. Nothing here kills by name.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +21,20 @@ from typing import Protocol
 from lab import parts
 
 log = logging.getLogger(__name__)
+
+#: longest AF_UNIX path: sun_path holds 108 bytes, the last one the NUL
+MAX_SOCKET_PATH = 107
+
+
+def unix_socket_path(workdir: Path, name: str) -> Path:
+    """Where a daemon's unix socket goes: in its work directory when the path fits in
+    sun_path, else a short name in the temporary directory derived from that path (so the
+    same work directory always gets the same socket, and two never share one)."""
+    path = Path(workdir) / name
+    if len(os.fsencode(str(path))) <= MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(os.fsencode(str(path))).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"dynipsec-{digest}-{name}"
 
 
 class DaemonError(RuntimeError):

@@ -39,14 +39,12 @@ from typing import Any
 
 import yaml
 
-from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost
+from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
 from lab.gateways.base import Gateway, GatewayError, Subscriber
 from lab.gateways.plan import AccessPlan
 
 log = logging.getLogger(__name__)
 
-#: longest AF_UNIX path (sun_path is 108 bytes with the NUL)
-MAX_SOCKET_PATH = 100
 AAA_MODES = ("local", "radius")
 
 
@@ -198,9 +196,7 @@ class DynipsecGateway(Gateway):
                  extra_config: dict | None = None):
         super().__init__(node, workdir, plan, tracker)
         self.topology = topology if topology is not None else getattr(tracker, "topology", None)
-        socket_path = self.workdir / "control.sock"
-        if len(str(socket_path)) > MAX_SOCKET_PATH:
-            socket_path = Path(f"/tmp/dynipsec-{node.name}-{os.getpid()}-{id(self):x}.sock")
+        socket_path = unix_socket_path(self.workdir.resolve(), "control.sock")
         self.aaa = aaa
         config = render_config(plan, control_socket=str(socket_path), topology=self.topology,
                                aaa=aaa, workers=workers, licenses=licenses,

@@ -47,7 +47,7 @@ class GatewayCharon(Charon):
         self.dpd_timeout = dpd_timeout
 
     def build_config(self) -> None:
-        values = dict(node=self.node.name, workdir=self.workdir, plan=self.plan,
+        values = dict(node=self.node.name, workdir=self.workdir, vici_socket=self.vici_path, plan=self.plan,
                       users=sorted(self.plan.users.items()), main_mode_id=MAIN_MODE_ID,
                       log_level=self.log_level, dpd_delay=self.dpd_delay,
                       dpd_timeout=self.dpd_timeout)

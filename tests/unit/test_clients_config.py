@@ -235,3 +235,26 @@ def test_parse_ping_summary():
     result = parse_ping_summary("3 packets transmitted, 3 received, 0% packet loss")
     assert (result.sent, result.received, result.ok) == (3, 3, True)
     assert parse_ping_summary("ping: connect: Network is unreachable").sent == 0
+
+
+
+@pytest.mark.parametrize("make", [
+    lambda node, workdir: ClientCharon(node, workdir, settings()),
+    lambda node, workdir: GatewayCharon(node, workdir, PLAN),
+], ids=["client", "gateway"])
+def test_vici_socket_of_a_long_work_directory_fits_in_sun_path(tmp_path, make):
+    """A run directory deep enough that workdir/charon.vici exceeds the 107 bytes of
+    sun_path (charon then fails to start, with an empty log): the socket moves to a
+    short path, the same one for the same directory, another for another."""
+    from lab.daemon import MAX_SOCKET_PATH
+
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    charon = make(FakeNode(), deep)
+    charon.build_config()
+    socket = lookup(parse_settings(charon.conf_path.read_text()),
+                    "charon.plugins.vici.socket").removeprefix("unix://")
+    assert len(socket.encode()) <= MAX_SOCKET_PATH
+    assert socket == str(charon.vici_path) == str(make(FakeNode(), deep).vici_path)
+    other = tmp_path / ("d" * 60) / ("f" * 60)
+    assert make(FakeNode(), other).vici_path != charon.vici_path
