@@ -80,6 +80,7 @@ class VpncClient(IPsecClient):
         render("vpnc.conf.j2", self.conf_path, node=self.node.name, workdir=self.workdir,
                settings=self.settings, script=self.script_path)
         os.chmod(self.conf_path, 0o600)  # holds the group key
+        check_line_lengths(self.conf_path)
 
     def _start_login(self) -> None:
         if self._child is not None and self._child.isalive():
@@ -171,6 +172,19 @@ class VpncClient(IPsecClient):
 
 
 # -- what vpnc received ---------------------------------------------------------------
+#: vpnc reads its configuration with a 200-byte line buffer: the rest of a longer line is
+#: read as a line of its own, so a long Script line loses its arguments
+VPNC_MAX_LINE = 198
+
+
+def check_line_lengths(conf: Path) -> None:
+    """ClientError naming the first line of `conf` that vpnc would cut."""
+    for number, line in enumerate(conf.read_text().splitlines(), 1):
+        if len(line.encode()) > VPNC_MAX_LINE and not line.startswith("#"):
+            raise ClientError(f"{conf}:{number}: {len(line.encode())} bytes, vpnc reads at most "
+                              f"{VPNC_MAX_LINE} per line: use a shorter work directory")
+
+
 def read_env_record(path: Path) -> dict[str, str]:
     """The NUL-separated NAME=value pairs the script recorded."""
     values = {}

@@ -1,12 +1,12 @@
 #!/bin/sh
 # vpnc script of the lab's vpnc harness (clients/vpnc.py).
-# Usage (from vpnc.conf): vpnc-script WORKDIR [NETWORK/LEN ...]
+# Usage (from vpnc.conf): WORKDIR/vpnc-script [NETWORK/LEN ...]
 # Records the variables vpnc hands over in WORKDIR/vpnc-env.<reason> (NUL-separated,
 # so that a multi-line banner survives), brings up the tun device with the assigned
 # address, and routes the Unity split networks and the given networks through it.
 # It never touches /etc/resolv.conf: the file system is shared with the machine.
-dir=$1
-shift
+# the work directory is the script's own: vpnc cuts long configuration lines
+dir=$(dirname "$0")
 env -0 | grep -zE '^(reason|VPNGATEWAY|TUNDEV|INTERNAL_IP4_[A-Z]+|CISCO_[A-Z0-9_]+|VPNPID)=' \
     >"$dir/vpnc-env.$reason.tmp" && mv "$dir/vpnc-env.$reason.tmp" "$dir/vpnc-env.$reason"
 

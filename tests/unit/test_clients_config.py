@@ -14,7 +14,8 @@ from clients.base import ClientSettings, parse_ping_summary
 from clients.charon import parse_list_sas
 from clients.settings import SettingsError, lookup, parse_settings
 from clients.strongswan import AttributeParser, ClientCharon
-from clients.vpnc import VpncClient, info_from_vpnc_env, read_env_record
+from clients.base import ClientError
+from clients.vpnc import VPNC_MAX_LINE, VpncClient, info_from_vpnc_env, read_env_record
 from lab.gateways.plan import default_plan
 from lab.gateways.strongswan import MAIN_MODE_ID, GatewayCharon
 
@@ -137,9 +138,22 @@ def test_vpnc_config_leaves_the_password_out(tmp_path):
     for expected in ("IPSec gateway 198.18.0.1", "IPSec ID vr1", "IPSec secret psk-vr1",
                      "Xauth username user001", "NAT Traversal Mode force-natt",
                      "IKE DH Group dh2", "No Detach",
-                     f"Script {client.script_path} {tmp_path.resolve()} 10.50.0.0/24"):
+                     f"Script {client.script_path} 10.50.0.0/24"):
         assert expected in lines
     assert os.access(client.script_path, os.X_OK)
+
+
+def test_vpnc_config_in_a_long_work_directory(tmp_path):
+    """vpnc cuts configuration lines at 198 bytes and reads the rest as a line of its own:
+    the Script line carries no work directory, so a deep run directory still works, and a
+    line that would still be cut is refused before vpnc starts."""
+    deep = tmp_path / ("d" * 60) / ("e" * 30)
+    client = VpncClient(FakeNode(), deep, settings())
+    client.prepare()
+    assert all(len(line) <= VPNC_MAX_LINE for line in client.conf_path.read_text().splitlines())
+    deeper = tmp_path / ("d" * 100) / ("e" * 100)
+    with pytest.raises(ClientError, match=r"vpnc.conf:\d+: \d+ bytes, vpnc reads at most 198"):
+        VpncClient(FakeNode(), deeper, settings()).prepare()
 
 
 def test_vpnc_rejects_main_mode(tmp_path):
@@ -158,7 +172,7 @@ def test_vpnc_script_records_what_vpnc_hands_over(tmp_path):
            "CISCO_BANNER": "Welcome\nsecond line", "CISCO_DEF_DOMAIN": "vr1.lab",
            "CISCO_SPLIT_INC": "1", "CISCO_SPLIT_INC_0_ADDR": "10.50.0.0",
            "CISCO_SPLIT_INC_0_MASKLEN": "24", "UNRELATED": "not recorded"}
-    subprocess.run([str(client.script_path), str(tmp_path)], env=env, check=True, timeout=10)
+    subprocess.run([str(client.script_path), "10.50.0.0/24"], env=env, check=True, timeout=10)
     record = read_env_record(client.env_record("pre-init"))
     assert "UNRELATED" not in record and "PATH" not in record
     info = info_from_vpnc_env(record)
