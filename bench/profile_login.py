@@ -4,7 +4,7 @@
     .venv/bin/python bench/profile_login.py [--logins 600] [--concurrency 16 | --rate 100]
         [--aaa local] [--top 25]
 
-Not run by `make bench` (it needs py-spy: `pip install py-spy`). One lab (the default
+Not run by `make bench` (py-spy comes with the `bench` extra that `make setup` installs). One lab (the default
 topology with a /18 pool per VR), the dynipsec gateway, a load of the project's
 initiator from two client hosts (see bench/login_bench.py), and `py-spy record` on the
 supervisor and on each worker for the length of the load (sampling at 250/s, idle
@@ -42,7 +42,7 @@ HOSTS = 2
 def py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(found).exists():
-        raise SystemExit("py-spy is not installed (pip install py-spy)")
+        raise SystemExit("py-spy is not installed: run `make setup` (the bench extra of pyproject.toml)")
     return found
 
 
