@@ -1,22 +1,19 @@
 """`dynipsec responder check|run -c CONFIG`: the operator's entry to the daemon.
 
 ``check`` validates a configuration and prints either one summary line (exit 0) or one
-line per problem (exit 1). ``run`` validates the same way, then hands the configuration
-to ``responder.daemon.run(config)`` -- until that function exists it says so and exits 2.
+line per problem (exit 1). ``run`` validates the same way, then runs the daemon
+(``responder.daemon.run``) in the foreground; its exit status is the daemon's.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import sys
-from typing import Callable, TextIO
+from typing import TextIO
 
 from responder.config import ConfigError, ResponderConfig, config_warnings, load_config
 
 EXIT_OK = 0
 EXIT_INVALID = 1
-EXIT_NOT_WIRED = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
-    # Both spellings: `-c CONFIG` like other daemons, and `check CONFIG` from the issue.
+    # Both spellings: `-c CONFIG` like other daemons, and the shorter `check CONFIG`.
     parser.add_argument("-c", "--config", dest="config_option", metavar="CONFIG",
                         help="configuration file (YAML)")
     parser.add_argument("config_positional", nargs="?", metavar="CONFIG",
@@ -81,19 +78,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO | None = None,
     config = _load(args, out, err, warnings=False)   # the daemon logs them (its log format)
     if config is None:
         return EXIT_INVALID
-    run = _daemon_entry_point()
-    if run is None:
-        print("configuration ok, but the responder daemon is not wired yet "
-              "(responder.daemon has no run(config))", file=err)
-        return EXIT_NOT_WIRED
+    from responder.daemon import run   # the daemon's imports only when it runs
+
     # the path too: every worker process of the daemon loads the file itself
     return int(run(_config_path(args), config) or EXIT_OK)
-
-
-def _daemon_entry_point() -> Callable[[ResponderConfig], int | None] | None:
-    """``responder.daemon.run`` once the daemon exists (module or package), else None.
-    Looked up at run time so that this CLI does not depend on a module in progress."""
-    if importlib.util.find_spec("responder.daemon") is None:
-        return None
-    run = getattr(importlib.import_module("responder.daemon"), "run", None)
-    return run if callable(run) else None

@@ -1,4 +1,4 @@
-"""The project's own IKEv1 initiator (issue 3 item 8).
+"""The project's own IKEv1 initiator.
 
 Built on the responder's codec and crypto, sans-I/O (`session`), with an
 asyncio driver (`driver`) and a CLI (`python -m clients.ikev1_initiator`).

@@ -139,12 +139,15 @@ def test_no_config_given(capsys):
 
 
 # -- run ----------------------------------------------------------------------------------
-def test_run_validates_then_says_the_daemon_is_not_wired(capsys):
-    code, _, err = run_cli(capsys, "responder", "run", "-c", str(LAB))
-    if code == 2:
-        assert "not wired yet" in err
-    else:  # responder/daemon.py exists now: then it got the configuration
-        assert "not wired yet" not in err
+def test_run_hands_the_validated_config_to_the_daemon(capsys, monkeypatch):
+    import responder.daemon
+
+    seen = []
+    monkeypatch.setattr(responder.daemon, "run",
+                        lambda path, config: seen.append((path, config)) or 7)
+    code, _, _ = run_cli(capsys, "responder", "run", "-c", str(LAB))
+    assert code == 7
+    assert seen and seen[0][0] == str(LAB) and seen[0][1].summary()
 
 
 def test_run_refuses_a_broken_config(tmp_path: Path, capsys):

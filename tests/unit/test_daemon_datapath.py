@@ -1,4 +1,4 @@
-"""The worker's data path pieces of issue 5: raw ESP steering (interpreter and kernel),
+"""The worker's data path pieces: raw ESP steering (interpreter and kernel),
 batched sockets, raw/UDP output by the child's encapsulation, drops by reason in the
 statistics and per SA, byte lifetimes."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Operating the daemon (issue 6): reload plans (what changed, what needs a restart), the
+"""Operating the daemon: reload plans (what changed, what needs a restart), the
 supervisor applying a reload, subscriber event lines and the JSON log format, the
 telemetry of an in-memory login (log lines, login outcomes, latencies), the Prometheus
 registry, and the control CLI's errors and exit codes."""

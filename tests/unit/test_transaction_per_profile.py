@@ -1,7 +1,7 @@
 """Transaction task: per-SA (tunnel profile) settings and the final Xauth refusal.
 
 * `configure(..., answer_unrequested=...)`: a pull REQUEST is answered with exactly what
-  was asked (issue 4 item 5, the default) or with everything we have (what strongSwan's
+  was asked (the default) or with everything we have (what strongSwan's
   gateway does; the lab turns it on per profile: `mode_config.send_unrequested`);
 * `configure(..., max_attempts=, xauth_timeout=)`: the profile's Xauth settings win over
   the worker-wide policy;
