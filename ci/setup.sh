@@ -41,7 +41,7 @@ for svc in freeradius strongswan-starter strongswan ipsec; do
     fi
 done
 
-EXTRAS=test,bench
+EXTRAS=lab,test,bench
 stamp="$VENV/.dynipsec-setup"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 # the names of the project's Python requirements (with EXTRAS) that are not installed:

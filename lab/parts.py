@@ -97,6 +97,9 @@ _FAILED_PLUGIN = re.compile(r"plugin '([^']+)':? failed to load")
 class MissingPart(RuntimeError):
     """A program or plugin the lab needs is not installed; the message names its package."""
 
+    #: what `dynipsec` exits with after printing the message as one line
+    exit_status = 3
+
 
 @dataclasses.dataclass(frozen=True)
 class Part:

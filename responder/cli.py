@@ -1,15 +1,54 @@
 """The `dynipsec` command: one entry point for the responder, the lab and the demo.
 
 Each area registers its own subcommands (``register(subparsers)``) so that this
-module stays a table of contents, not a dispatcher full of logic.
+module stays a table of contents, not a dispatcher full of logic. The responder's
+commands are listed here; other packages (the lab, the demo) add theirs through the
+``dynipsec.commands`` entry point group, so the responder never imports them and
+installs without them.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import sys
+from typing import Callable
 
 from responder import __version__
+
+#: entry point group of the commands other packages add
+COMMAND_GROUP = "dynipsec.commands"
+Registrar = Callable[[argparse._SubParsersAction], None]
+
+
+def core_registrars() -> list[Registrar]:
+    from responder import cli_responder
+    from responder.daemon import control   # show ..., logout ...
+
+    return [cli_responder.register, control.register]
+
+
+def plugin_registrars() -> list[tuple[str, Registrar | None, str]]:
+    """(name, register or None, why not) for every entry point of COMMAND_GROUP, by name.
+    A plugin whose imports fail (its extra not installed) is listed with the reason."""
+    found = []
+    for point in sorted(importlib.metadata.entry_points(group=COMMAND_GROUP), key=lambda p: p.name):
+        try:
+            found.append((point.name, point.load(), ""))
+        except ImportError as exc:
+            found.append((point.name, None, f"{exc} (install dynipsec[{point.name}]"
+                                            " or the lab extra)"))
+    return found
+
+
+def _register_unavailable(sub, name: str, why: str) -> None:
+    def refuse(args) -> int:
+        print(f"dynipsec {name}: not available: {why}", file=sys.stderr)
+        return 3
+
+    parser = sub.add_parser(name, help=f"(not available: {why})")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.set_defaults(func=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,20 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    from lab import cli as lab_cli
-    lab_cli.register(sub)
-    from lab import demo as demo_cli
-    demo_cli.register(sub)
-    from responder import cli_responder
-    cli_responder.register(sub)
-    from responder.daemon import control as control_cli   # show ..., logout ...
-    control_cli.register(sub)
+    for name, register, why in plugin_registrars():
+        if register is None:
+            _register_unavailable(sub, name, why)
+        else:
+            register(sub)
+    for register in core_registrars():
+        register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.parts import MissingPart
-
     parser = build_parser()
     args = parser.parse_args(argv)
     # default: warnings only (progress and tables are printed, not logged); -v info, -vv debug
@@ -50,9 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except MissingPart as exc:
+    except Exception as exc:
+        # an error a command knows how to explain in one line (e.g. a missing program)
+        status = getattr(exc, "exit_status", None)
+        if not isinstance(status, int):
+            raise
         print(f"dynipsec: {exc}", file=sys.stderr)
-        return 3
+        return status
 
 
 if __name__ == "__main__":
