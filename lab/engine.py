@@ -364,15 +364,8 @@ class Lab:
         t = self.topology
         router = self.router
         access_len = t.access.subnet.prefixlen
-        if t.nat:
-            nat = self._add_host(t.nat_name, f"{t.nat.public}/{access_len}", str(t.access.router))
-            self._add_link(nat, router, f"{t.nat.public}/{access_len}", None)
-            inside_len = t.nat.inside.subnet.prefixlen
-            for i in range(1, t.nat.clients + 1):
-                address = str(t.nat_client_address(i))
-                host = self._add_host(t.nat_client_name(i), f"{address}/{inside_len}", str(t.nat.inside.gateway))
-                self._add_link(host, nat, f"{address}/{inside_len}", None)
-                self.clients.append(ClientSlot(host.name, host, address, behind_nat=True))
+        for nat in t.nat_hosts:  # in list order: an upstream NAT host exists before its downstream
+            self._build_nat_host(nat)
         for i in range(1, t.clients.count + 1):
             address = str(t.client_address(i))
             host = self._add_host(t.client_name(i), f"{address}/{access_len}", str(t.access.router))
@@ -384,12 +377,29 @@ class Lab:
         self.clients.sort(key=lambda slot: slot.behind_nat)
         self.state.save()
 
+    def _build_nat_host(self, nat) -> None:
+        """A NAT host linked to its upstream (the router's access LAN, or an upstream NAT
+        host's inside bridge): its uplink is its first interface, the public side."""
+        t = self.topology
+        network, gateway = t.nat_uplink(nat)
+        upstream = self.router if nat.upstream is None else self.node(t.nat_host_name(t.nat_host(nat.upstream)))
+        public = f"{nat.public}/{network.prefixlen}"
+        host = self._add_host(t.nat_host_name(nat), public, str(gateway))
+        self._add_link(host, upstream, public, None)  # no address upstream: a bridge port
+        inside_len = nat.inside.subnet.prefixlen
+        for i in range(1, nat.clients + 1):
+            address = str(t.nat_host_client_address(nat, i))
+            client = self._add_host(t.nat_host_client_name(nat, i), f"{address}/{inside_len}",
+                                    str(nat.inside.gateway))
+            self._add_link(client, host, f"{address}/{inside_len}", None)
+            self.clients.append(ClientSlot(client.name, client, address, behind_nat=True))
+
     # -- configure -----------------------------------------------------------------------
     def _configure(self) -> None:
         self._configure_router()
         self._configure_vrs()
-        if self.topology.nat:
-            self._configure_nat()
+        for nat in self.topology.nat_hosts:
+            self._configure_nat(nat)
 
     def _bridge_ports(self, host, exclude: set[str]) -> list[str]:
         """The host's interfaces without an address (the links meant for a bridge)."""
@@ -400,8 +410,9 @@ class Lab:
         t = self.topology
         router = self.router
         ports = self._bridge_ports(router, exclude=set())
-        commands = [f"link add {LAN_BRIDGE} type bridge forward_delay 0",
-                    f"addr add {t.access.router}/{t.access.subnet.prefixlen} dev {LAN_BRIDGE}"]
+        commands = [f"link add {LAN_BRIDGE} type bridge forward_delay 0"]
+        commands += [f"addr add {address}/{t.access.subnet.prefixlen} dev {LAN_BRIDGE}"
+                     for address in t.public_addresses]
         commands += [f"link set {port} master {LAN_BRIDGE} up" for port in ports]
         commands.append(f"link set {LAN_BRIDGE} up")
         # subscribers of VR k appear on the router with pool addresses: send them to VR k
@@ -423,24 +434,24 @@ class Lab:
             plen = vr.intranet.subnet.prefixlen
             ip_batch(server, [f"addr add {a}/{plen} dev {intf}" for a in extra], "server DNS/WINS addresses")
 
-    def _configure_nat(self) -> None:
-        t = self.topology
-        nat = self.nat
-        public_intf = nat.defaultIntf().name
-        ports = self._bridge_ports(nat, exclude={public_intf})
+    def _configure_nat(self, nat) -> None:
+        host = self.node(self.topology.nat_host_name(nat))
+        public_intf = host.defaultIntf().name
+        ports = self._bridge_ports(host, exclude={public_intf})
         commands = [f"link add {NAT_BRIDGE} type bridge forward_delay 0",
-                    f"addr add {t.nat.inside.gateway}/{t.nat.inside.subnet.prefixlen} dev {NAT_BRIDGE}"]
+                    f"addr add {nat.inside.gateway}/{nat.inside.subnet.prefixlen} dev {NAT_BRIDGE}"]
         commands += [f"link set {port} master {NAT_BRIDGE} up" for port in ports]
         commands.append(f"link set {NAT_BRIDGE} up")
-        enable_forwarding(nat)
-        ip_batch(nat, commands, "NAT inside bridge")
+        enable_forwarding(host)
+        ip_batch(host, commands, "NAT inside bridge")
         ruleset = (f"table ip dynipsec_nat {{\n"
                    f"  chain postrouting {{\n"
                    f"    type nat hook postrouting priority srcnat; policy accept;\n"
-                   f"    ip saddr {t.nat.inside.subnet} oifname \"{public_intf}\" masquerade\n"
+                   f"    ip saddr {nat.inside.subnet} oifname \"{public_intf}\" masquerade\n"
                    f"  }}\n}}\n")
-        run_in(nat, ["nft", "-f", "-"], "nftables masquerade", stdin=ruleset)
-        self.state.interfaces.append(NAT_BRIDGE)
+        run_in(host, ["nft", "-f", "-"], "nftables masquerade", stdin=ruleset)
+        if NAT_BRIDGE not in self.state.interfaces:
+            self.state.interfaces.append(NAT_BRIDGE)
 
     # -- netns names -----------------------------------------------------------------------
     def _named_hosts(self) -> list[str]:
@@ -450,8 +461,7 @@ class Lab:
         names = [t.router_name, t.aaa_name]
         for k, vr in enumerate(t.vrs, 1):
             names += [t.vr_netns(vr), t.server_name(k)]
-        if t.nat:
-            names.append(t.nat_name)
+        names += [t.nat_host_name(nat) for nat in t.nat_hosts]
         return names
 
     def _attach_netns_names(self) -> None:
@@ -579,8 +589,8 @@ class Lab:
         # the bridges are ours, not Mininet's: add their addresses by hand
         t = self.topology
         summary["nodes"][t.router_name]["addresses"][LAN_BRIDGE] = str(t.access.router)
-        if t.nat:
-            summary["nodes"][t.nat_name]["addresses"][NAT_BRIDGE] = str(t.nat.inside.gateway)
+        for nat in t.nat_hosts:
+            summary["nodes"][t.nat_host_name(nat)]["addresses"][NAT_BRIDGE] = str(nat.inside.gateway)
         summary["netns_names"] = list(self.state.netns_names)
         summary["clients"] = [{"name": c.name, "address": c.address, "behind_nat": c.behind_nat}
                               for c in self.clients]

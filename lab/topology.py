@@ -80,6 +80,9 @@ class AccessLan(Strict):
 
     subnet: IPv4Net
     router: IPv4  # the public address the gateway listens on
+    #: further public addresses of the router, on the same bridge: a Main Mode VPN is
+    #: chosen by the address the client connects to, so each needs an address of its own
+    addresses: list[IPv4] = []
 
 
 class PointToPoint(Strict):
@@ -135,6 +138,21 @@ class Nat(Strict):
     public: IPv4
     inside: NatInside
     clients: int = Field(default=4, ge=0, le=200)
+
+
+class NatHost(Nat):
+    """A NAT host of the `nats` list: on the access LAN, or (`upstream`) on the inside
+    network of an earlier NAT host, which puts its clients behind both NATs.
+    Node PREFIX+name; its clients PREFIX+client_prefix+i."""
+
+    name: str
+    upstream: str | None = None  # the name of an earlier entry; None: the access LAN
+    client_prefix: str
+
+
+#: the `nat` section as an entry of the `nats` list: node PREFIXnat, clients PREFIXn<i>
+LEGACY_NAT_NAME = "nat"
+LEGACY_NAT_CLIENT_PREFIX = "n"
 
 
 class ReplyAttributes(Strict):
@@ -208,6 +226,9 @@ class IkeGroup(Strict):
     vr: str
     pool: IPv4Net
     psk: str = Field(min_length=1)
+    #: the public address this group's VPN is served on (access.router or one of
+    #: access.addresses); None: access.router, whose Main Mode key all such groups share
+    address: IPv4 | None = None
 
 
 class Aaa(Strict):
@@ -259,6 +280,7 @@ class Topology(Strict):
     vrs: list[VirtualRouter] = Field(min_length=1)
     clients: Clients
     nat: Nat | None = None
+    nats: list[NatHost] = []
     aaa: Aaa
 
     # -- node names ----------------------------------------------------------------------
@@ -286,7 +308,44 @@ class Topology(Strict):
         return f"{self.prefix}c{i}"
 
     def nat_client_name(self, i: int) -> str:
-        return f"{self.prefix}n{i}"
+        return f"{self.prefix}{LEGACY_NAT_CLIENT_PREFIX}{i}"
+
+    # -- NAT hosts (the `nat` section first, then `nats`, in build order) ----------------
+    @property
+    def nat_hosts(self) -> list[NatHost]:
+        legacy = []
+        if self.nat is not None:
+            legacy = [NatHost(name=LEGACY_NAT_NAME, client_prefix=LEGACY_NAT_CLIENT_PREFIX,
+                              **self.nat.model_dump())]
+        return [*legacy, *self.nats]
+
+    def nat_host(self, name: str) -> NatHost:
+        for nat in self.nat_hosts:
+            if nat.name == name:
+                return nat
+        raise KeyError(name)
+
+    def nat_host_name(self, nat: NatHost) -> str:
+        return f"{self.prefix}{nat.name}"
+
+    def nat_host_client_name(self, nat: NatHost, i: int) -> str:
+        return f"{self.prefix}{nat.client_prefix}{i}"
+
+    @staticmethod
+    def nat_host_client_address(nat: NatHost, i: int) -> ipaddress.IPv4Address:
+        return nat.inside.first_client + (i - 1)
+
+    def nat_uplink(self, nat: NatHost) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
+        """(network, default gateway) of the side a NAT host masquerades into."""
+        if nat.upstream is None:
+            return self.access.subnet, self.access.router
+        upstream = self.nat_host(nat.upstream)
+        return upstream.inside.subnet, upstream.inside.gateway
+
+    @property
+    def public_addresses(self) -> list[ipaddress.IPv4Address]:
+        """Every address the gateway listens on: access.router first."""
+        return [self.access.router, *self.access.addresses]
 
     def vr(self, name: str) -> VirtualRouter:
         """A VR by topology name ('vr1') or netns name ('dlvr1')."""
@@ -317,9 +376,9 @@ class Topology(Strict):
         names = [self.router_name, self.aaa_name]
         for k, vr in enumerate(self.vrs, 1):
             names += [self.vr_netns(vr), self.server_name(k)]
-        if self.nat:
-            names.append(self.nat_name)
-            names += [self.nat_client_name(i) for i in range(1, self.nat.clients + 1)]
+        for nat in self.nat_hosts:
+            names.append(self.nat_host_name(nat))
+            names += [self.nat_host_client_name(nat, i) for i in range(1, nat.clients + 1)]
         names += [self.client_name(i) for i in range(1, self.clients.count + 1)]
         return names
 
@@ -341,6 +400,7 @@ class Topology(Strict):
             "name": self.name,
             "prefix": self.prefix,
             "router": {"name": self.router_name, "public": str(self.access.router),
+                       "addresses": [str(a) for a in self.public_addresses],
                        "management": str(self.management.router)},
             "aaa": {"name": self.aaa_name, "address": str(self.management.aaa),
                     "enabled": self.aaa.enabled, "users": len(self.aaa.users)},
@@ -352,6 +412,9 @@ class Topology(Strict):
             "nat": None if not self.nat else {"name": self.nat_name, "public": str(self.nat.public),
                                                "inside": str(self.nat.inside.subnet),
                                                "clients": self.nat.clients},
+            "nats": [{"name": self.nat_host_name(nat), "public": str(nat.public),
+                      "upstream": nat.upstream, "inside": str(nat.inside.subnet),
+                      "clients": nat.clients} for nat in self.nat_hosts],
         }
 
 
@@ -374,11 +437,27 @@ def _cross_check(t: Topology) -> list[str]:
         need(addr in t.management.subnet, f"management.{key}",
              f"{addr} is not inside management.subnet {t.management.subnet}")
     need(t.management.router != t.management.aaa, "management.aaa", "same address as management.router")
+    problems += _check_access_addresses(t)
     problems += _check_vrs(t)
     problems += _check_clients(t)
     problems += _check_nat(t)
+    problems += _check_nats(t)
     problems += _check_aaa(t)
+    problems += _check_node_names(t)
     problems += _check_interface_names(t)
+    return problems
+
+
+def _check_access_addresses(t: Topology) -> list[str]:
+    problems = []
+    seen = {t.access.router}
+    for i, addr in enumerate(t.access.addresses):
+        at = f"access.addresses[{i}]"
+        if addr not in t.access.subnet:
+            problems.append(f"{at}: {addr} is not inside access.subnet {t.access.subnet}")
+        if addr in seen:
+            problems.append(f"{at}: {addr} is used twice (access.router included)")
+        seen.add(addr)
     return problems
 
 
@@ -422,8 +501,11 @@ def _check_clients(t: Topology) -> list[str]:
         problems.append(f"clients.count: {t.clients.count} clients from {first} end at {last}, "
                         f"outside access.subnet {t.access.subnet}")
     reserved = {t.access.router: "access.router"}
+    reserved |= {addr: f"access.addresses[{i}]" for i, addr in enumerate(t.access.addresses)}
     if t.nat:
         reserved[t.nat.public] = "nat.public"
+    reserved |= {nat.public: f"nats[{i}].public" for i, nat in enumerate(t.nats)
+                 if nat.upstream is None}
     for addr, what in reserved.items():
         if first <= addr <= last and addr in _client_addresses(t):
             problems.append(f"clients.count: client addresses run into {what} {addr}")
@@ -458,14 +540,83 @@ def _check_nat(t: Topology) -> list[str]:
     return problems
 
 
+def _check_nats(t: Topology) -> list[str]:
+    """The `nats` list: each entry hangs off the access LAN or an earlier entry's inside."""
+    problems = []
+    earlier: dict[str, NatHost] = {LEGACY_NAT_NAME: t.nat_hosts[0]} if t.nat else {}
+    insides = [("access.subnet", t.access.subnet)] + ([("nat.inside.subnet", t.nat.inside.subnet)]
+                                                       if t.nat else [])
+    for i, nat in enumerate(t.nats):
+        at = f"nats[{i}]"
+        if not VR_NAME_PATTERN.match(nat.name):
+            problems.append(f"{at}.name: {nat.name!r} must be 1-8 lowercase letters/digits")
+        if nat.name in earlier:
+            problems.append(f"{at}.name: {nat.name!r} is used twice (the nat section is {LEGACY_NAT_NAME!r})")
+        if not VR_NAME_PATTERN.match(nat.client_prefix):
+            problems.append(f"{at}.client_prefix: {nat.client_prefix!r} must be 1-8 lowercase letters/digits")
+        if nat.upstream is not None and nat.upstream not in earlier:
+            problems.append(f"{at}.upstream: {nat.upstream!r} is not an earlier NAT host "
+                            f"({', '.join(earlier) or 'none'})")
+        else:
+            upstream = earlier[nat.upstream] if nat.upstream is not None else None
+            problems += _check_nat_uplink(t, nat, at, upstream)
+        problems += _check_nat_inside(t, nat, at)
+        for what, subnet in insides:
+            if nat.inside.subnet.overlaps(subnet):
+                problems.append(f"{at}.inside.subnet: {nat.inside.subnet} overlaps {what} {subnet}")
+        insides.append((f"{at}.inside.subnet", nat.inside.subnet))
+        earlier[nat.name] = nat
+    return problems
+
+
+def _check_nat_uplink(t: Topology, nat: NatHost, at: str, upstream: NatHost | None) -> list[str]:
+    network, gateway = t.nat_uplink(nat)
+    if nat.public not in network:
+        return [f"{at}.public: {nat.public} is not inside its upstream network {network}"]
+    if nat.public == gateway:
+        return [f"{at}.public: same address as its upstream gateway {gateway}"]
+    if upstream and upstream.clients and (upstream.inside.first_client <= nat.public
+                                          <= t.nat_host_client_address(upstream, upstream.clients)):
+        return [f"{at}.public: {nat.public} is a client address of NAT host {upstream.name!r}"]
+    return []
+
+
+def _check_nat_inside(t: Topology, nat: NatHost, at: str) -> list[str]:
+    inside = nat.inside.subnet
+    problems = []
+    if nat.inside.gateway not in inside:
+        problems.append(f"{at}.inside.gateway: {nat.inside.gateway} is not inside {inside}")
+    if nat.clients:
+        last = t.nat_host_client_address(nat, nat.clients)
+        if nat.inside.first_client not in inside or last not in inside:
+            problems.append(f"{at}.clients: {nat.clients} clients from {nat.inside.first_client} "
+                            f"end at {last}, outside {inside}")
+        elif nat.inside.first_client <= nat.inside.gateway <= last:
+            problems.append(f"{at}.clients: client addresses run into {at}.inside.gateway")
+    return problems
+
+
+def _check_node_names(t: Topology) -> list[str]:
+    # node names are derived (prefix + role + index): two roles may still meet, e.g. a
+    # NAT client prefix 'c' against the access-LAN clients
+    names = t.node_names()
+    twice = sorted({name for name in names if names.count(name) > 1})
+    return [f"nats: node name(s) {', '.join(twice[:5])} would be used twice; "
+            f"choose another name or client_prefix"] if twice else []
+
+
 def _check_aaa(t: Topology) -> list[str]:
     problems = []
     vr_names = {vr.name for vr in t.vrs}
+    public = set(t.public_addresses)
     group_names: set[str] = set()
     for i, group in enumerate(t.aaa.groups):
         if group.vr not in vr_names:
             problems.append(f"aaa.groups[{i}].vr: {group.vr!r} is not a VR of this topology "
                             f"({', '.join(sorted(vr_names))})")
+        if group.address is not None and group.address not in public:
+            problems.append(f"aaa.groups[{i}].address: {group.address} is not a public address "
+                            f"of the router ({', '.join(str(a) for a in t.public_addresses)})")
         if group.name in group_names:
             problems.append(f"aaa.groups[{i}].name: {group.name!r} is used twice")
         group_names.add(group.name)
@@ -482,10 +633,14 @@ def _check_aaa(t: Topology) -> list[str]:
 
 
 def _check_interface_names(t: Topology) -> list[str]:
-    # The router has one port per neighbour: AAA, VRs, NAT host, and every client.
-    router_ports = 1 + len(t.vrs) + (1 if t.nat else 0) + t.clients.count
+    # The router has one port per neighbour: AAA, VRs, NAT hosts on the access LAN, and
+    # every client; a NAT host one per client and downstream NAT host, plus its uplink.
+    nats = t.nat_hosts
+    router_ports = (1 + len(t.vrs) + sum(n.upstream is None for n in nats) + t.clients.count)
     longest = max(t.node_names(), key=len)
     candidates = [(longest, 1), (t.router_name, router_ports)]
+    candidates += [(t.nat_host_name(n), 1 + n.clients + sum(d.upstream == n.name for d in nats))
+                   for n in nats]
     problems = []
     for node, ports in candidates:
         ifname = f"{node}-eth{ports}"

@@ -8,7 +8,9 @@ rendered into a responder configuration (responder/config):
   ``ERX-Virtual-Router-Name = vr2`` / ``ERX-Address-Pool-Name = vr2`` name them;
 * one tunnel profile per group (identity ``keyid:<group>``): the group's VR and pool,
   split-include = the group's intranet, DNS/WINS, Unity banner and default domain;
-* Aggressive Mode keys per group, the plan's Main Mode key for the gateway address;
+* Aggressive Mode keys per group, one Main Mode key per gateway address (the plan's
+  `main_mode_key`); every address is a listen address, and a group bound to an address
+  of its own is matched (profile, Aggressive Mode key) on that address only;
 * AAA ``local`` (every plan user is a local user) or ``radius`` (the lab's FreeRADIUS on
   the AAA host, no local users); RADIUS accounting and the RFC 5176 listener whenever
   the lab has its AAA host;
@@ -62,7 +64,7 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
                                             else (licenses, licenses))
     groups = plan.groups
     cfg: dict[str, Any] = {
-        "listen": [{"address": plan.gateway}],
+        "listen": [{"address": address} for address in plan.addresses],
         "workers": workers,
         "vrs": {g.group: {"netns": g.vr, "interface_prefix": f"ips{i + 1}", "mtu": 1400}
                 for i, g in enumerate(groups)},
@@ -74,11 +76,14 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
             "limits": {"max_half_open_per_peer": 64, "max_sas_per_peer": 64},
         },
         "pre_shared_keys": (
-            [{"identity": f"keyid:{g.group}", "secret": g.psk} for g in groups]
-            + [{"local": plan.gateway, "secret": plan.main_mode_psk}]),
+            [{"identity": f"keyid:{g.group}", "secret": g.psk, **_bound(g, "local", g.gateway)}
+             for g in groups]
+            + [{"local": address, "secret": plan.main_mode_key(address)}
+               for address in plan.addresses]),
         "tunnel_profiles": [{
             "name": g.group,
-            "match": {"identities": [f"keyid:{g.group}"]},
+            "match": {"identities": [f"keyid:{g.group}"],
+                      **_bound(g, "local_addresses", [g.gateway])},
             "vr": g.group,
             "pool": g.group,
             "local_networks": [g.intranet],
@@ -307,6 +312,11 @@ class DynipsecGateway(Gateway):
             if time.monotonic() > deadline:
                 return False
             time.sleep(interval)
+
+
+def _bound(group, key: str, value: Any) -> dict:
+    """{key: value} for a group bound to an address of its own, {} for a shared one."""
+    return {key: value} if group.gateway else {}
 
 
 def merge_config(base: dict, extra: dict) -> dict:

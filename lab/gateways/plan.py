@@ -5,9 +5,11 @@ read the same plan, taken from the topology: the public address, one VR group
 per virtual router (key-id, pool, intranet, DNS/WINS), and the Xauth users.
 
 Main Mode with a pre-shared key: the key is needed before the peer's identity
-arrives, so a gateway address has one Main Mode key for every group
-(`main_mode_psk`); Aggressive Mode carries the group name in its first message,
-so each group has its own key there.
+arrives, so a gateway address has one Main Mode key for every group served there
+(`main_mode_key(address)`); Aggressive Mode carries the group name in its first
+message, so each group has its own key there. A group bound to an address of its
+own (`VrGroup.gateway`) is served on that address only: one Main Mode VPN per
+address, keyed with the first bound group's key.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ class VrGroup:
     wins: tuple[str, ...] = ("10.50.0.137", "10.50.0.138")
     banner: str = ""
     default_domain: str = ""
+    #: the public address this group is bound to; "": the plan's gateway (shared)
+    gateway: str = ""
 
     @property
     def netmask(self) -> str:
@@ -51,8 +55,30 @@ class AccessPlan:
         if not self.groups:
             raise ValueError("an access plan needs at least one VR group")
         if not self.main_mode_psk:
-            # one key per gateway address in Main Mode: default to the first group's key
-            object.__setattr__(self, "main_mode_psk", self.groups[0].psk)
+            # one key per gateway address in Main Mode: default to the key of the first
+            # group served on the plan's gateway
+            shared = self.groups_at(self.gateway) or self.groups
+            object.__setattr__(self, "main_mode_psk", shared[0].psk)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address the gateway serves, the plan's gateway first."""
+        bound = [g.gateway for g in self.groups if g.gateway and g.gateway != self.gateway]
+        return tuple(dict.fromkeys([self.gateway, *bound]))
+
+    def gateway_for(self, group: str | VrGroup) -> str:
+        """The address a client of `group` connects to."""
+        entry = group if isinstance(group, VrGroup) else self.group(group)
+        return entry.gateway or self.gateway
+
+    def groups_at(self, address: str) -> tuple[VrGroup, ...]:
+        return tuple(g for g in self.groups if self.gateway_for(g) == address)
+
+    def main_mode_key(self, address: str) -> str:
+        """The Main Mode key of a gateway address: chosen before any identity is known."""
+        if address == self.gateway:
+            return self.main_mode_psk
+        return self.groups_at(address)[0].psk
 
     def group(self, name: str) -> VrGroup:
         for group in self.groups:
@@ -61,7 +87,9 @@ class AccessPlan:
         raise KeyError(f"no VR group {name!r} (have {[g.group for g in self.groups]})")
 
     def psk_for(self, group: str, mode: str) -> str:
-        return self.main_mode_psk if mode == "main" else self.group(group).psk
+        if mode == "main":
+            return self.main_mode_key(self.gateway_for(group))
+        return self.group(group).psk
 
     def user_names(self) -> list[str]:
         return sorted(self.users)
@@ -90,9 +118,15 @@ def plan_from_topology(topology: Any) -> AccessPlan:
             wins=tuple(str(a) for a in intranet.wins),
             banner=f"Welcome to {vr.name} ({topology.name} lab)",
             default_domain=f"{vr.name}.{topology.name}.lab",
+            gateway=_bound_address(entry),
         ))
     users = {user.name: user.password for user in topology.aaa.users}
     return AccessPlan(gateway=str(topology.access.router), groups=tuple(groups), users=users)
+
+
+def _bound_address(group: Any) -> str:
+    """The address a group is bound to, "" when it is shared on the router's main address."""
+    return "" if group.address is None else str(group.address)
 
 
 def default_plan(prefix: str = "dl", users: int = 250) -> AccessPlan:

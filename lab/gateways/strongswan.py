@@ -34,6 +34,13 @@ TEMPLATES = Path(__file__).parent / "templates"
 MAIN_MODE_ID = "keyid:gateway-main-mode"
 
 
+def main_mode_ids(plan: AccessPlan) -> dict[str, str]:
+    """Gateway address -> local identity of its Main Mode connections: the identity names
+    the address's Main Mode key, so each address needs one of its own."""
+    return {address: MAIN_MODE_ID if address == plan.gateway else f"{MAIN_MODE_ID}-{address}"
+            for address in plan.addresses}
+
+
 class GatewayCharon(Charon):
     name = "charon-gateway"
 
@@ -48,7 +55,7 @@ class GatewayCharon(Charon):
 
     def build_config(self) -> None:
         values = dict(node=self.node.name, workdir=self.workdir, vici_socket=self.vici_path, plan=self.plan,
-                      users=sorted(self.plan.users.items()), main_mode_id=MAIN_MODE_ID,
+                      users=sorted(self.plan.users.items()), main_mode_ids=main_mode_ids(self.plan),
                       log_level=self.log_level, dpd_delay=self.dpd_delay,
                       dpd_timeout=self.dpd_timeout)
         render("strongswan-gateway.conf.j2", self.conf_path, TEMPLATES, **values)
@@ -86,7 +93,7 @@ class StrongSwanGateway(Gateway):
             self.stop()
             raise GatewayError(f"reference gateway on {self.node.name} did not start: {exc}") from exc
         log.info("reference gateway (strongSwan) on %s serves %s for groups %s", self.node.name,
-                 self.plan.gateway, ", ".join(g.group for g in self.plan.groups))
+                 ", ".join(self.plan.addresses), ", ".join(g.group for g in self.plan.groups))
         return self
 
     def anchor_addresses(self) -> list[str]:
