@@ -214,8 +214,10 @@ def _make_client(ctx: Context, live: LiveClient):
     if password is None:
         raise StepFailed(f"client {spec.name}: user {spec.user!r} is not in the topology "
                          f"and has no password")
-    # a group bound to an address of its own is reached there (one Main Mode VPN each)
-    settings = ClientSettings(gateway=ctx.plan.gateway_for(spec.group), group=spec.group,
+    # a group bound to an address of its own is reached there (one Main Mode VPN each);
+    # `address` sends a client elsewhere, still with its group's keys
+    settings = ClientSettings(gateway=spec.address or ctx.plan.gateway_for(spec.group),
+                              group=spec.group,
                               psk=ctx.plan.psk_for(spec.group, spec.mode), user=spec.user,
                               password=password, mode=spec.mode,
                               remote_networks=(live.group.intranet,), natt=spec.natt)

@@ -88,6 +88,9 @@ class ClientSpec(Strict):
     group: str = Field(default="vr1", description="IKE group (key-id), a group of the topology")
     user: str
     password: str | None = Field(default=None, description="default: the topology's password")
+    address: str | None = Field(default=None, pattern=r"^\d{1,3}(\.\d{1,3}){3}$",
+                                description="the gateway address it connects to "
+                                            "(default: its group's)")
     natt: Literal["force", "none"] = Field(default="force",
                                            description="none: raw ESP (vpnc without NAT)")
     vendor_ids: list[VendorId] | None = Field(

@@ -79,7 +79,8 @@ class StrongSwanGateway(Gateway):
 
     @property
     def log_path(self) -> Path:
-        return self.charon.log_path
+        # charon logs into its filelog (strongswan.conf); its stdout stays empty
+        return self.charon.filelog_path
 
     @property
     def ready(self) -> bool:
