@@ -7,7 +7,9 @@ What the engine builds (names for prefix `dl`): router `dlr` with the access LAN
 Linux bridge `lan0` *inside* its namespace, a management link to `dlaaa`, one transit link
 per VR namespace (`dlvr1`, ...) which connects to its intranet server (`dlsrv1`, ...),
 client hosts `dlc1..N` on the access LAN, and a NAT host `dlnat` with clients `dln1..K`
-on its own inside bridge behind an nftables masquerade.
+on its own inside bridge behind an nftables masquerade. Further NAT hosts (`nats:`) hang
+off the access LAN or an earlier NAT host's inside bridge (NATs in series); further
+public addresses (`access.addresses`) go on `lan0` beside the first.
 
 Everything the lab creates is recorded in its state file (lab.state) as it goes, so
 that `dynipsec lab clean` can remove precisely the leftovers of a crashed run.
