@@ -329,15 +329,31 @@ def step_kill_worker(ctx: Context, step) -> str:
     return f"worker {victim['index']} (pid {victim['pid']}) killed"
 
 
+#: step -> the Lab's RFC 5176 sender (radclient on the AAA host)
+RADIUS_SENDERS = {"radius_disconnect": "aaa_disconnect", "radius_coa": "aaa_coa"}
+
+
 def step_radius(ctx: Context, step) -> str:
     live = ctx.live(step.client)
-    kind = "disconnect" if step.do == "radius_disconnect" else "coa"
-    answer = ctx.lab.radius.send_dynamic_authorization(kind, user=live.spec.user,
-                                                       extra=step.attributes)
+    send = getattr(ctx.lab, RADIUS_SENDERS[step.do])
+    try:
+        answer = send(user=live.spec.user, extra=step.attributes)
+    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:  # no AAA host, no reply
+        raise StepFailed(f"{step.do}: {str(exc).splitlines()[0]}") from None
     if not re.search(step.answer, answer):
         raise StepFailed(f"radclient answer does not match {step.answer!r}: "
-                         f"{answer.strip().splitlines()[-1:]}")
-    return next((l.strip() for l in answer.splitlines() if "Received" in l), "answered")
+                         f"{_radclient_summary(answer)}")
+    return _radclient_summary(answer)
+
+
+def _radclient_summary(answer: str) -> str:
+    """radclient -x output -> its 'Received ...' line and the reply's attributes, one line."""
+    lines = [line.strip() for line in answer.splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.startswith("Received")), None)
+    if start is None:
+        return (lines[-1:] or ["no output"])[0] or "no output"
+    reply = [start] + [i for i in range(start + 1, len(lines)) if " = " in lines[i]]
+    return "; ".join(lines[i] for i in reply)
 
 
 def step_impair(ctx: Context, step) -> str:
@@ -358,17 +374,70 @@ def step_admin_logout(ctx: Context, step) -> str:
     return f"{live.spec.user} logged out by the gateway"
 
 
+def merge_scenario_config(base: dict, extra: dict) -> dict:
+    """`extra` merged into `base` (mappings recursively, anything else replaced), except
+    that a mapping given for a list of named entries (tunnel_profiles) merges into the
+    entries by name: `{tunnel_profiles: {vr1: {mode_config: {banner: X}}}}` changes one
+    profile's banner without repeating every profile."""
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(value, dict) and _named_entries(current):
+            merged[key] = _merge_named(key, current, value)
+        elif isinstance(value, dict) and isinstance(current, dict):
+            merged[key] = merge_scenario_config(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _named_entries(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(item, dict) and "name" in item for item in value)
+
+
+def _merge_named(key: str, entries: list[dict], changes: dict) -> list[dict]:
+    by_name = {entry["name"]: entry for entry in entries}
+    unknown = [name for name in changes if name not in by_name]
+    if unknown:
+        raise StepFailed(f"reload: no {key} entry {', '.join(map(repr, unknown))} "
+                         f"(entries: {', '.join(by_name)})")
+    return [merge_scenario_config(entry, changes.get(entry["name"], {})) for entry in entries]
+
+
+def _reload_problems(answer: dict) -> list[str]:
+    """Why a reload did not do what the scenario asked: the file refused, a change that
+    only a restart applies (the scenario expects it to show), a worker that failed."""
+    if not answer.get("reloaded"):
+        return [f"refused: {'; '.join(answer.get('errors') or [str(answer)])}"]
+    problems = [f"{path} needs a restart ({why})"
+                for path, why in (answer.get("restart_needed") or {}).items()]
+    problems += [f"a worker did not reload: {w.get('error')}"
+                 for w in answer.get("workers") or [] if not w.get("ok")]
+    return problems
+
+
 def step_reload(ctx: Context, step) -> str:
-    from lab.gateways.dynipsec import merge_config
+    from lab.daemon import DaemonError
 
     daemon = ctx.gateway.daemon
-    daemon.config = merge_config(daemon.config, step.config)
-    daemon.build_config()
-    daemon.check_config()
+    previous = daemon.config
+    daemon.config = merge_scenario_config(previous, step.config)
+    try:
+        daemon.build_config()
+        daemon.check_config()
+    except DaemonError as exc:
+        # leave the file as the daemon runs it: a later reload must not pick this up
+        daemon.config = previous
+        daemon.build_config()
+        lines = str(exc).splitlines()
+        raise StepFailed(f"reload: {'; '.join(lines[1:]) or lines[0]}") from None
     answer = ctx.gateway.request({"cmd": "reload"}, timeout=30)
-    if not answer.get("reloaded", answer.get("ok")):
-        raise StepFailed(f"reload refused: {answer}")
-    return "reloaded"
+    problems = _reload_problems(answer)
+    if problems:
+        raise StepFailed(f"reload: {'; '.join(problems)}")
+    applied = answer.get("applied") or []
+    return f"reloaded: {', '.join(applied) or 'no change'}"
 
 
 STEPS: dict[str, Callable[[Context, Any], str]] = {
