@@ -6,6 +6,7 @@ Every command says what it did and how to undo it. What they start is recorded
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 
@@ -20,9 +21,18 @@ def register(cmds) -> None:
     _register_impair(cmds)
 
 
+# -- argument patterns ---------------------------------------------------------------------
 def _prefix_option(parser) -> None:
     parser.add_argument("--prefix", default=None,
                         help="the lab's prefix (default: the only running lab)")
+
+
+def _host_argument(parser) -> None:
+    parser.add_argument("host", help="client host, e.g. dlc1")
+
+
+def _kind_option(parser, kinds: tuple[str, ...]) -> None:
+    parser.add_argument("--kind", choices=kinds, default=kinds[0])
 
 
 def _register_gateway(cmds) -> None:
@@ -37,7 +47,7 @@ def _register_gateway(cmds) -> None:
     actions = gateway.add_subparsers(dest="gateway_action", metavar="ACTION")
     start = actions.add_parser("start", help="start a gateway",
                                description="Start the gateway and wait until it serves.")
-    start.add_argument("--kind", choices=GATEWAY_KINDS, default="dynipsec")
+    _kind_option(start, GATEWAY_KINDS)
     start.add_argument("-c", "--config", default=None,
                        help="dynipsec: a responder configuration file to run instead of the "
                             "rendered one (its VR namespaces must be the lab's, e.g. dlvr1)")
@@ -64,8 +74,8 @@ def _register_login(cmds) -> None:
                     "it logged in after the command returns (`dynipsec lab logout HOST` ends "
                     "it). Prints what the client received. The initiator kind is one-shot: "
                     "it logs in and out at once and prints what it got.")
-    login.add_argument("host", help="client host, e.g. dlc1")
-    login.add_argument("--kind", choices=CLIENT_KINDS, default="strongswan")
+    _host_argument(login)
+    _kind_option(login, CLIENT_KINDS)
     login.add_argument("--user", required=True, help="Xauth user, e.g. user001")
     login.add_argument("--password", default=None, help="default: the topology's password")
     login.add_argument("--mode", choices=("main", "aggressive"), default="aggressive")
@@ -75,7 +85,7 @@ def _register_login(cmds) -> None:
     logout = cmds.add_parser("logout", help="log the client on a lab host out",
                              description="The client on HOST logs out (it sends Delete) and "
                                          "its processes end.")
-    logout.add_argument("host", help="client host, e.g. dlc1")
+    _host_argument(logout)
     logout.set_defaults(func=cmd_logout)
 
 
@@ -112,26 +122,71 @@ def _fail(command: str, message: str, code: int = 1) -> int:
     return code
 
 
-# -- gateway -------------------------------------------------------------------------------
-def cmd_gateway_start(args) -> int:
-    from lab.sandbox import SandboxError, SandboxLab, load_records, resolve_prefix, start_holder
+# -- what every command looks up first -------------------------------------------------------
+class CommandError(Exception):
+    """A command cannot go on: one line for stderr, and the exit status (2: usage)."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def _command(name: str):
+    """A command function whose CommandError becomes `dynipsec lab NAME: message`."""
+    def wrap(function):
+        @functools.wraps(function)
+        def run(args) -> int:
+            try:
+                return function(args)
+            except CommandError as exc:
+                return _fail(name, str(exc), exc.code)
+        return run
+    return wrap
+
+
+def _running_lab(prefix: str | None):
+    """(prefix, SandboxLab) of the lab given by --prefix, or of the only running one."""
+    from lab.sandbox import SandboxError, SandboxLab, resolve_prefix
 
     try:
-        prefix = resolve_prefix(args.prefix)
-        lab = SandboxLab(prefix)
+        prefix = resolve_prefix(prefix)
+        return prefix, SandboxLab(prefix)
     except SandboxError as exc:
-        return _fail("gateway start", str(exc), 2)
+        raise CommandError(str(exc), 2) from None
+
+
+def _prefix_of_host(host: str, prefix: str | None = None) -> str:
+    """The prefix given, or that of the running lab that has `host`."""
+    from lab.sandbox import host_prefix
+
+    prefix = prefix or host_prefix(host)
+    if prefix is None:
+        raise CommandError(f"no running lab has a host {host!r}", 2)
+    return prefix
+
+
+def _lab_of_host(host: str):
+    """(prefix, SandboxLab) of the running lab that has `host`."""
+    return _running_lab(_prefix_of_host(host))
+
+
+# -- gateway -------------------------------------------------------------------------------
+@_command("gateway start")
+def cmd_gateway_start(args) -> int:
+    from lab.sandbox import load_records, start_holder
+
+    prefix, lab = _running_lab(args.prefix)
     if args.config and args.kind != "dynipsec":
-        return _fail("gateway start", "-c CONFIG is for --kind dynipsec", 2)
+        raise CommandError("-c CONFIG is for --kind dynipsec", 2)
     running = load_records(prefix)["gateway"]
     if running:
-        return _fail("gateway start", f"a {running['options']['kind']} gateway runs already in "
-                                      f"lab {prefix!r}; `dynipsec lab gateway stop` first")
+        raise CommandError(f"a {running['options']['kind']} gateway runs already in "
+                           f"lab {prefix!r}; `dynipsec lab gateway stop` first")
     options = {"kind": args.kind, "aaa": args.aaa, "config": args.config}
     workdir = lab.node_dir(lab.topology.router_name) / f"sandbox-gateway-{args.kind}"
     status = start_holder(prefix, "gateway", "gateway", workdir, options)
     if status["state"] != "up":
-        return _fail("gateway start", f"{args.kind} did not start: {status.get('error')}")
+        raise CommandError(f"{args.kind} did not start: {status.get('error')}")
     print(f"started the {args.kind} gateway in {lab.topology.router_name} "
           f"(listening on {lab.topology.access.router}, pid {status.get('pid')})\n"
           f"  log:  {status['log']}")
@@ -141,13 +196,14 @@ def cmd_gateway_start(args) -> int:
     return 0
 
 
+@_command("gateway stop")
 def cmd_gateway_stop(args) -> int:
     from lab.sandbox import SandboxError, resolve_prefix, stop_holder
 
     try:
         prefix = resolve_prefix(args.prefix)
     except SandboxError as exc:
-        return _fail("gateway stop", str(exc), 2)
+        raise CommandError(str(exc), 2) from None
     entry = stop_holder(prefix, "gateway", "gateway")
     if entry is None:
         print(f"no gateway runs in lab {prefix!r}; nothing to do")
@@ -173,14 +229,11 @@ def _gateway_subscribers(lab, status: dict) -> list[dict]:
              "state": sa.get("state")} for sa in parse_list_sas(out)]
 
 
+@_command("gateway status")
 def cmd_gateway_status(args) -> int:
-    from lab.sandbox import SandboxError, SandboxLab, resolve_prefix, sandbox_report
+    from lab.sandbox import sandbox_report
 
-    try:
-        prefix = resolve_prefix(args.prefix)
-        lab = SandboxLab(prefix)
-    except SandboxError as exc:
-        return _fail("gateway status", str(exc), 2)
+    prefix, lab = _running_lab(args.prefix)
     gateway = sandbox_report(prefix)["gateway"]
     rows = _gateway_subscribers(lab, gateway) if gateway and gateway.get("running") else []
     if args.json:
@@ -199,34 +252,37 @@ def cmd_gateway_status(args) -> int:
 
 
 # -- login / logout ------------------------------------------------------------------------
-def cmd_login(args) -> int:
-    from lab.sandbox import (SandboxError, SandboxLab, host_prefix, load_records, start_holder,
-                             stop_holder)
-
-    prefix = host_prefix(args.host)
-    if prefix is None:
-        return _fail("login", f"no running lab has a host {args.host!r}", 2)
-    lab = SandboxLab(prefix)
-    if not load_records(prefix)["gateway"]:
-        return _fail("login", f"no gateway runs in lab {prefix!r}; start one with "
-                              f"`dynipsec lab gateway start --prefix {prefix}`")
-    if args.host in load_records(prefix)["clients"]:
-        return _fail("login", f"{args.host} is logged in already; `dynipsec lab logout "
-                              f"{args.host}` first")
+def _login_group(lab, wanted: str | None) -> str:
     groups = [g.name for g in lab.topology.aaa.groups]
-    group = args.group or groups[0]
+    group = wanted or groups[0]
     if group not in groups:
-        return _fail("login", f"no group {group!r} (groups: {', '.join(groups)})", 2)
+        raise CommandError(f"no group {group!r} (groups: {', '.join(groups)})", 2)
+    return group
+
+
+@_command("login")
+def cmd_login(args) -> int:
+    from lab.sandbox import SandboxError, load_records, start_holder, stop_holder
+
+    prefix, lab = _lab_of_host(args.host)
+    if not load_records(prefix)["gateway"]:
+        raise CommandError(f"no gateway runs in lab {prefix!r}; start one with "
+                           f"`dynipsec lab gateway start --prefix {prefix}`")
+    if args.host in load_records(prefix)["clients"]:
+        raise CommandError(f"{args.host} is logged in already; `dynipsec lab logout "
+                           f"{args.host}` first")
+    group = _login_group(lab, args.group)
     options = {"host": args.host, "kind": args.kind, "user": args.user, "mode": args.mode,
                "group": group, "password": args.password, "timeout": args.timeout}
     try:
         lab.node(args.host)
     except SandboxError as exc:
-        return _fail("login", str(exc), 2)
+        raise CommandError(str(exc), 2) from None
     status = start_holder(prefix, "client", args.host, lab.node_dir(args.host), options)
     if status["state"] != "up":
-        return _fail("login", f"{args.kind} on {args.host} did not log in: "
-                              f"{status.get('error', '').splitlines()[0] if status.get('error') else ''}")
+        error = (status.get("error") or "").splitlines()
+        raise CommandError(f"{args.kind} on {args.host} did not log in: "
+                           f"{error[0] if error else ''}")
     info = status["info"]
     print(f"{args.kind} on {args.host} logged in as {args.user} ({args.mode} mode, group {group}) "
           f"in {info.get('setup_time') or 0:.2f}s\n"
@@ -244,12 +300,11 @@ def cmd_login(args) -> int:
     return 0
 
 
+@_command("logout")
 def cmd_logout(args) -> int:
-    from lab.sandbox import host_prefix, stop_holder
+    from lab.sandbox import stop_holder
 
-    prefix = host_prefix(args.host)
-    if prefix is None:
-        return _fail("logout", f"no running lab has a host {args.host!r}", 2)
+    prefix = _prefix_of_host(args.host)
     entry = stop_holder(prefix, "client", args.host)
     if entry is None:
         print(f"no client is logged in on {args.host}; nothing to do")
@@ -262,24 +317,19 @@ def cmd_logout(args) -> int:
 
 
 # -- capture / impair ----------------------------------------------------------------------
+@_command("capture")
 def cmd_capture(args) -> int:
-    from lab.sandbox import (SandboxError, SandboxLab, host_prefix, resolve_prefix,
-                             start_capture, stop_capture)
+    from lab.sandbox import SandboxError, SandboxLab, start_capture, stop_capture
 
     if args.target is None:
-        try:
-            lab = SandboxLab(resolve_prefix(args.prefix))
-        except SandboxError as exc:
-            return _fail("capture", str(exc), 2)
+        _, lab = _running_lab(args.prefix)
         print(f"the lab captures the router's public side all the time: "
               f"{lab.run_dir / 'router-public.pcap'}\n"
               f"  read: tshark -r {lab.run_dir / 'router-public.pcap'} -Y isakmp\n"
               f"  more: dynipsec lab capture HOST:IFACE")
         return 0
     host, _, interface = args.target.partition(":")
-    prefix = args.prefix or host_prefix(host)
-    if prefix is None:
-        return _fail("capture", f"no running lab has a host {host!r}", 2)
+    prefix = _prefix_of_host(host, args.prefix)
     try:
         if args.stop:
             pcap = stop_capture(prefix, args.target)
@@ -289,33 +339,32 @@ def cmd_capture(args) -> int:
         interface = interface or lab.node(host).defaultIntf().name
         pcap = start_capture(lab, host, interface)
     except SandboxError as exc:
-        return _fail("capture", str(exc))
+        raise CommandError(str(exc)) from None
     print(f"capturing on {host}:{interface} into {pcap}\n"
           f"  undo: dynipsec lab capture --stop {host}:{interface}")
     return 0
 
 
+@_command("impair")
 def cmd_impair(args) -> int:
     from lab.impair import ImpairError, Impairment, apply_impairment
-    from lab.sandbox import SandboxError, SandboxLab, host_prefix
+    from lab.sandbox import SandboxError, SandboxLab
 
     host, _, interface = args.link.partition(":")
-    prefix = host_prefix(host)
-    if prefix is None:
-        return _fail("impair", f"no running lab has a host {host!r}", 2)
+    prefix = _prefix_of_host(host)
     if args.loss is not None and not 1 <= args.loss <= 100:
-        return _fail("impair", f"--loss {args.loss}: a percentage from 1 to 100", 2)
+        raise CommandError(f"--loss {args.loss}: a percentage from 1 to 100", 2)
     try:
         node = SandboxLab(prefix).node(host)
         interface = interface or node.defaultIntf().name
         if interface not in node.interfaces():
-            return _fail("impair", f"{host} has no interface {interface!r} "
-                                   f"({', '.join(node.interfaces())})", 2)
+            raise CommandError(f"{host} has no interface {interface!r} "
+                               f"({', '.join(node.interfaces())})", 2)
         impairment = Impairment(loss=args.loss, blackhole=args.blackhole, rate=args.rate,
                                 clear=args.clear)
         apply_impairment(node, interface, impairment)
     except (SandboxError, ImpairError) as exc:
-        return _fail("impair", str(exc))
+        raise CommandError(str(exc)) from None
     print(f"{host}:{interface}: {impairment.describe()}")
     if not args.clear:
         print(f"  undo: dynipsec lab impair {host}:{interface} --clear")

@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.state import (ProcessRecord, load_state, state_dir, terminate_process,
+from lab.engine import Lab
+from lab.state import (ProcessRecord, interfaces_of, load_state, state_dir, terminate_process,
                        terminate_processes)
 from lab.topology import REPO_ROOT, load_topology
 
@@ -80,6 +81,13 @@ def _record(data: dict | None) -> ProcessRecord | None:
 
 
 # -- a lab host seen from another process ------------------------------------------------
+def enter_argv(pid: int, argv: list[str]) -> list[str]:
+    """`argv` run inside the lab host whose shell is `pid`: its network AND mount
+    namespace (its private /var/run, /var/log). No --fork: nsenter execs the command,
+    so the PID the caller sees is the command's own."""
+    return ["nsenter", "-t", str(pid), "-n", "-m", "--", *argv]
+
+
 class Interface:
     def __init__(self, name: str):
         self.name = name
@@ -93,22 +101,17 @@ class NodeHandle:
         self.name = name
         self.pid = pid
 
-    def _enter(self, argv: list[str]) -> list[str]:
-        # no --fork: nsenter execs the command, so the PID we see is the command's own
-        return ["nsenter", "-t", str(self.pid), "-n", "-m", "--", *argv]
-
     def popen(self, argv, **kwargs) -> subprocess.Popen:
-        return subprocess.Popen(self._enter(list(argv)), **kwargs)
+        return subprocess.Popen(enter_argv(self.pid, list(argv)), **kwargs)
 
     def cmd(self, command: str) -> str:
-        run = subprocess.run(self._enter(["sh", "-c", command]), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             timeout=60)
+        run = subprocess.run(enter_argv(self.pid, ["sh", "-c", command]),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, timeout=60)
         return run.stdout
 
     def interfaces(self) -> list[str]:
-        lines = Path(f"/proc/{self.pid}/net/dev").read_text().splitlines()[2:]
-        return sorted(n for n in (line.split(":", 1)[0].strip() for line in lines) if n != "lo")
+        return sorted(interfaces_of(self.pid) - {"lo"})
 
     def defaultIntf(self) -> Interface:  # noqa: N802  (Mininet's name)
         mininet = [n for n in self.interfaces() if n.startswith(f"{self.name}-eth")]
@@ -116,7 +119,15 @@ class NodeHandle:
 
 
 class SandboxLab:
-    """The parts of lab.engine.Lab that gateways and clients use, for a running lab."""
+    """The parts of lab.engine.Lab that gateways and clients use, for a running lab.
+    Only `node()` differs (a recorded shell PID instead of a Mininet host); how a
+    topology name becomes a node, and where a node's files go, are the Lab's own."""
+
+    router = Lab.router
+    aaa = Lab.aaa
+    vr = Lab.vr
+    server = Lab.server
+    node_dir = Lab.node_dir
 
     def __init__(self, prefix: str):
         state = load_state(prefix)
@@ -131,29 +142,12 @@ class SandboxLab:
         self.topology = load_topology(state.topology).with_overrides(clients=len(direct),
                                                                      prefix=prefix)
 
-    # -- nodes ------------------------------------------------------------------------------
     def node(self, name: str) -> NodeHandle:
         record = self.state.hosts.get(name)
         if record is None or not record.is_alive():
             raise SandboxError(f"lab {self.prefix!r} has no host {name!r} "
                                f"(hosts: {', '.join(self.state.hosts)})")
         return NodeHandle(name, record.pid)
-
-    @property
-    def router(self) -> NodeHandle:
-        return self.node(self.topology.router_name)
-
-    def vr(self, name: str) -> NodeHandle:
-        return self.node(self.topology.vr_netns(self.topology.vr(name)))
-
-    def server(self, vr: str) -> NodeHandle:
-        index = self.topology.vrs.index(self.topology.vr(vr)) + 1
-        return self.node(self.topology.server_name(index))
-
-    def node_dir(self, name: str) -> Path:
-        path = self.run_dir / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     # -- PID tracking (lab.daemon.PidTracker) ------------------------------------------------
     def track_pid(self, pid: int, what: str) -> None:
