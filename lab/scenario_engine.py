@@ -340,14 +340,17 @@ def step_radius(ctx: Context, step) -> str:
         answer = send(user=live.spec.user, extra=step.attributes)
     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:  # no AAA host, no reply
         raise StepFailed(f"{step.do}: {str(exc).splitlines()[0]}") from None
-    if not re.search(step.answer, answer):
-        raise StepFailed(f"radclient answer does not match {step.answer!r}: "
-                         f"{_radclient_summary(answer)}")
-    return _radclient_summary(answer)
+    # the pattern sees the reply only: on a NAK radclient also prints "Expected CoA-ACK
+    # got CoA-NAK", which the default pattern ACK would match
+    reply = _radclient_summary(answer)
+    if not re.search(step.answer, reply):
+        raise StepFailed(f"radclient answer does not match {step.answer!r}: {reply}")
+    return reply
 
 
 def _radclient_summary(answer: str) -> str:
-    """radclient -x output -> its 'Received ...' line and the reply's attributes, one line."""
+    """radclient -x output -> its 'Received ...' line and the reply's attributes, one line
+    (or its last line when nothing was received: 'No reply ...')."""
     lines = [line.strip() for line in answer.splitlines()]
     start = next((i for i, line in enumerate(lines) if line.startswith("Received")), None)
     if start is None:

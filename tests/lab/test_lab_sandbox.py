@@ -60,3 +60,26 @@ def test_gateway_login_ping_logout_down_from_the_cli():
     finally:
         ok("lab", "down", "--prefix", prefix)
     assert not leftovers(prefix)
+
+
+def test_sandbox_lab_finds_nodes_as_the_lab_does():
+    """SandboxLab uses the Lab's own lookups (router, aaa, vr, server, node_dir) over
+    handles that enter the running lab's hosts by their recorded PID."""
+    from lab.sandbox import SandboxError, SandboxLab
+
+    prefix = aux_prefix("y")
+    ok("lab", "up", "--topology", "minimal", "--prefix", prefix)
+    try:
+        lab = SandboxLab(prefix)
+        names = (lab.router.name, lab.aaa.name, lab.vr("vr1").name, lab.server("vr1").name)
+        assert names == (f"{prefix}r", f"{prefix}aaa", f"{prefix}vr1", f"{prefix}srv1")
+        assert lab.node_dir(f"{prefix}c1") == lab.run_dir / f"{prefix}c1"
+        client = lab.node(f"{prefix}c1")
+        assert client.defaultIntf().name == f"{prefix}c1-eth0"
+        assert client.interfaces() == [f"{prefix}c1-eth0"]
+        assert "1 received" in client.cmd(f"ping -c1 -W2 {lab.topology.access.router}")
+        with pytest.raises(SandboxError, match=f"lab '{prefix}' has no host 'nope'"):
+            lab.node("nope")
+    finally:
+        ok("lab", "down", "--prefix", prefix)
+    assert not leftovers(prefix)
