@@ -16,6 +16,7 @@ from responder.ikev1.exchanges.transaction import TransactionTask
 from responder.ikev1.message import Message
 from responder.ikev1.payloads import (
     Hash,
+    Notification,
     Nonce,
     Proposal,
     SecurityAssociation,
@@ -122,4 +123,20 @@ def test_junk_transaction_does_not_move_peer_or_prove_liveness():
     before = snapshot(pair.responder)
     pair.send(raw(i.cky_i, i.cky_r, ExchangeType.TRANSACTION, [], flags=ENC, mid=0x7777,
                   body=bytes(48), first=PayloadType.HASH), remote=("203.0.113.66", 4500))
+    assert snapshot(pair.responder) == before
+
+
+@pytest.mark.xfail(strict=True, reason="listed bug: unauthenticated state change - a replayed "
+                   "(already processed) protected Informational from another address moves "
+                   "the peer address and counts as a sign of life")
+def test_replayed_informational_from_elsewhere_does_not_move_the_peer():
+    pair = established_pair(child=False)
+    i = pair.initiator
+    rut = i.r_u_there(5)
+    [ack] = pair.send(rut)
+    assert i.read_informational(ack).first(Notification).notify_type == NotifyType.R_U_THERE_ACK
+    pair.advance(3)
+    pair.collect()
+    before = snapshot(pair.responder)
+    pair.send(rut, remote=("203.0.113.99", 4500))
     assert snapshot(pair.responder) == before
