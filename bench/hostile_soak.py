@@ -233,6 +233,12 @@ def main() -> int:
     [est] = [e for e in pair.events if isinstance(e, Phase1Established)]
     sa = r.sa(est.sa_id)
     real = (sa.remote, sa.local, sa.established_at, sorted(sa.children))
+    sa_id = est.sa_id
+
+    def real_now():
+        sa = r.sa(sa_id)
+        return None if sa is None else (sa.remote, sa.local, sa.established_at,
+                                        sorted(sa.children))
     pool = build_pool(pair, rng, args.pool)
     sources = [(f"203.0.113.{n}", 500) for n in range(256)] + \
         [(f"198.51.100.{n}", 4500) for n in range(256)]
@@ -241,6 +247,10 @@ def main() -> int:
     rss_before = rss_kib()
     exceptions: dict[str, int] = {}
     first_traceback = ""
+    #: the first datagram after which the real SA differed, and how
+    first_change: dict | None = None
+    rss_warm = None  # after the first tenth: the half-open table has filled
+    warm_at = max(args.count // 10, 1)
     sent = 0
     max_sas = 0
     now = pair.now
@@ -251,14 +261,20 @@ def main() -> int:
         local = LOCAL_500 if source[1] == 500 else LOCAL_4500
         try:
             r.receive_datagram(data if source[1] == 500 else bytes(4) + data, local, source, now)
+            if n == warm_at:
+                rss_warm = rss_kib()
+            if n % 5000 == 0:  # every 5 s of the fake clock
+                r.note_peer_activity(sa_id, now)  # the real peer's ESP
+                max_sas = max(max_sas, r.sa_count)
             if n % 64 == 0:
                 timer = r.get_timer()
                 if timer is not None and timer <= now:
                     r.handle_timer(now)
-                if n % 5000 == 0:
-                    r.note_peer_activity(est.sa_id, now)  # the real peer's ESP
-                    max_sas = max(max_sas, r.sa_count)
             sent += len(r.datagrams_to_send())
+            if first_change is None and real_now() != real:
+                first_change = {"datagram": n, "category": name, "source": list(source),
+                                "data_hex": data.hex(), "before": repr(real),
+                                "after": repr(real_now())}
             for _ in r.events():
                 pass
         except Exception:  # noqa: BLE001 - counted: the soak's verdict
@@ -268,9 +284,7 @@ def main() -> int:
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     rss_after = rss_kib()
 
-    sa = r.sa(est.sa_id)
-    survived = sa is not None and (sa.remote, sa.local, sa.established_at,
-                                   sorted(sa.children)) == real
+    survived = real_now() == real
     results = {
         "python": platform.python_version(), "machine": platform.machine(),
         "datagrams": args.count, "distinct_datagrams": len(pool), "seed": args.seed,
@@ -279,8 +293,11 @@ def main() -> int:
         "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
         "rss_kib_before": rss_before, "rss_kib_after": rss_after,
         "rss_kib_delta": rss_after - rss_before,
+        "rss_kib_after_first_tenth": rss_warm,
+        "rss_kib_delta_after_first_tenth": None if rss_warm is None else rss_after - rss_warm,
         "replies_sent": sent, "sa_count_end": r.sa_count, "sa_count_max_sampled": max_sas,
         "exceptions": exceptions, "real_sa_untouched": survived,
+        "real_sa_first_change": first_change,
         "mix": {c: sum(1 for name, _ in pool if name == c) for c in sorted(set(CATEGORIES))},
         "stats": dict(sorted(r.stats.items())),
     }
@@ -288,10 +305,16 @@ def main() -> int:
     print(f"  {results['datagrams_per_s_wall']:,} datagrams/s wall, "
           f"{results['datagrams_per_s_cpu']:,} datagrams/s CPU ({wall:.1f} s)")
     print(f"  RSS {rss_before:,} KiB before, {rss_after:,} KiB after, delta "
-          f"{rss_after - rss_before:+,} KiB")
+          f"{rss_after - rss_before:+,} KiB"
+          + (f"; {rss_after - rss_warm:+,} KiB since the first tenth ({rss_warm:,} KiB)"
+             if rss_warm is not None else ""))
     print(f"  replies sent {sent:,}; SAs at the end {r.sa_count} (max sampled {max_sas})")
     print(f"  exceptions: {sum(exceptions.values())} {exceptions or ''}")
     print(f"  real SA untouched: {survived}")
+    if first_change:
+        print(f"  first change after datagram {first_change['datagram']:,} "
+              f"({first_change['category']} from {first_change['source']}): "
+              f"{first_change['before']} -> {first_change['after']}")
     if first_traceback:
         print(first_traceback)
     output = Path(args.output)
