@@ -140,3 +140,24 @@ def test_replayed_informational_from_elsewhere_does_not_move_the_peer():
     before = snapshot(pair.responder)
     pair.send(rut, remote=("203.0.113.99", 4500))
     assert snapshot(pair.responder) == before
+
+
+@pytest.mark.xfail(strict=True, reason="listed bug: a malformed XAUTH_TYPE (TLV with an empty "
+                   "value) in the Xauth REPLY escapes the Transaction task as PAYLOAD_MALFORMED "
+                   "(protected notify) instead of counting as an unusable reply and asking again")
+def test_empty_xauth_type_is_an_unusable_reply():
+    from responder.ikev1.enums import CfgType
+    from responder.ikev1.payloads import DataAttribute
+    from responder.ikev1.transaction_events import XauthCredentials
+
+    from tests.unit.test_transaction_support import A, start
+
+    setup, [request] = start()
+    received = setup.client.read(request)
+    replies = setup.client.answer(received, CfgType.REPLY, [
+        DataAttribute.tlv(A.XAUTH_TYPE, b""), DataAttribute.tlv(A.XAUTH_USER_NAME, b"bob"),
+        DataAttribute.tlv(A.XAUTH_USER_PASSWORD, b"pw")])
+    assert not setup.events(XauthCredentials)
+    assert setup.task.stats["xauth_invalid_reply"] == 1
+    [again] = replies
+    assert setup.client.read(again).payload.cfg_type == CfgType.REQUEST  # asked again
