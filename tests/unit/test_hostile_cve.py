@@ -313,16 +313,30 @@ def test_cve_2023_38711_quick_mode_idcr_of_wrong_type(idcr):
     r, i = pair.responder, pair.initiator
     sa_id = pair.of_type(Phase1Established)[0].sa_id
     run, data = i.quick_mode_1(ids=(Identification.ipv4_address("198.18.1.2"), idcr))
-    for _ in range(2):  # and its retransmission: the same refusal
-        [reply] = pair.send(data)
-        assert i.read_informational(reply).first(Notification).notify_type == \
-            NotifyType.INVALID_ID_INFORMATION
+    [reply] = pair.send(data)
+    assert i.read_informational(reply).first(Notification).notify_type == \
+        NotifyType.INVALID_ID_INFORMATION
     assert not pair.of_type(Phase2Established)
     sa = r.sa(sa_id)
     assert sa is not None and sa.established and not sa.children and not sa.quick_modes
     assert r.stats["error_INVALID_ID_INFORMATION"] == 1
     pair.quick_mode()  # the SA is fine
     assert len(pair.of_type(Phase2Established)) == 1
+
+
+def test_cve_2023_38711_retransmitted_refused_quick_mode_gets_the_same_refusal():
+    """docs/ikev1-engine.md: a refused Quick Mode msg 1 keeps its notify in
+    the reply cache (its message ID is used up)."""
+    pair = established_pair(child=False)
+    i = pair.initiator
+    _, data = i.quick_mode_1(ids=(Identification.ipv4_address("198.18.1.2"),
+                                  Identification(IdType.DER_ASN1_DN, b"\x30\x00")))
+    notifies = []
+    for _ in range(3):
+        [reply] = pair.send(data)
+        notifies.append(i.read_informational(reply).first(Notification).notify_type)
+    assert notifies == [NotifyType.INVALID_ID_INFORMATION] * 3
+    assert pair.responder.stats["retransmit_answered"] == 2
 
 
 # ------------------------------------------------------ CVE-2023-38712
