@@ -2,9 +2,11 @@
 
 Brings up the default topology, starts the gateway in the router (dynipsec by
 default, the reference strongSwan one with --gateway strongswan), runs the default scenario
-(strongSwan main, strongSwan aggressive and vpnc clients in both VRs, some
-behind the NAT host), prints the table, and tears everything down. Exit status
-0 only if every client passed.
+(strongSwan main, strongSwan aggressive and vpnc clients in both VRs, every
+client host of the topology by default, those behind the NAT host included),
+prints the table, and tears everything down. Logins, pings and logouts run
+--workers clients at a time; progress goes to stderr, the table to stdout.
+Exit status 0 only if every client passed.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from lab.gateways import GATEWAY_KINDS, GatewayError, make_gateway, plan_from_to
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CLIENTS = 12
+DEFAULT_WORKERS = 10   # bounded: 2 cores serve every client daemon and the gateway
 DEFAULT_TOPOLOGY = "default"
 
 _OUTPUT_LOCK = threading.Lock()
@@ -32,9 +34,13 @@ def register(sub) -> None:
     p.add_argument("--gateway", choices=GATEWAY_KINDS, default="dynipsec",
                    help="gateway in the router node (default: dynipsec; strongswan is the "
                         "reference)")
-    p.add_argument("--clients", type=int, default=DEFAULT_CLIENTS, metavar="N",
-                   help=f"number of clients to log in (default {DEFAULT_CLIENTS}; "
-                        "up to 4 of them behind the NAT host)")
+    p.add_argument("--clients", type=int, default=None, metavar="N",
+                   help="number of clients to log in (default: every client host of the "
+                        "topology, 54 in the default one; with N, up to 4 of them behind "
+                        "the NAT host)")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS, metavar="K",
+                   help=f"clients logging in, pinging or logging out at the same time "
+                        f"(default {DEFAULT_WORKERS})")
     p.add_argument("--topology", default=DEFAULT_TOPOLOGY,
                    help="topology name in topologies/ or a YAML path (default: default)")
     p.set_defaults(func=run)
@@ -73,8 +79,11 @@ def run(args) -> int:
     except GatewayError as exc:
         _say(f"dynipsec demo: {exc}")
         return 2
-    if args.clients < 1:
+    if args.clients is not None and args.clients < 1:
         _say("dynipsec demo: --clients must be at least 1")
+        return 2
+    if args.workers < 1:
+        _say("dynipsec demo: --workers must be at least 1")
         return 2
 
     t0 = time.monotonic()
@@ -84,7 +93,8 @@ def run(args) -> int:
     try:
         with Lab(topology, progress=_say) as lab:
             _say(f"demo: lab up in {time.monotonic() - t0:.1f}s, run dir {lab.run_dir}")
-            scenario = default_scenario(lab.clients, plan, count=args.clients)
+            scenario = default_scenario(lab.clients, plan, count=args.clients,
+                                        workers=args.workers)
             gateway_dir = lab.node_dir(topology.router_name) / f"gateway-{args.gateway}"
             with make_gateway(args.gateway, lab.router, gateway_dir, plan, lab) as gateway:
                 _say(f"demo: {args.gateway} gateway up on {plan.gateway}; logging in "

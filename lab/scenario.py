@@ -5,11 +5,12 @@ IKEv1 mode, which Xauth user and which VR group. The runner works in three
 phases so that every check is exact:
 
 1. login, concurrently (a thread pool): connect, wait until up, collect info;
-2. verify, one client at a time: ping the intranet server of the client's own
-   VR through the tunnel, and read the ICMP InEchos counters of BOTH VRs'
-   servers (/proc/<pid>/net/snmp) around the ping. Both servers have the same
-   address, so the counters are what proves that the echo landed in the
-   client's VR and not in the other one;
+2. verify, in batches of one VR's clients (at most `workers` at once): ping the
+   intranet server of the clients' own VR through the tunnel, and read the ICMP
+   InEchos counters of BOTH VRs' servers (/proc/<pid>/net/snmp) around the
+   batch. Both servers have the same address, so the counters are what proves
+   that the echoes landed in the clients' VR and not in the other one; a batch
+   that fails the check is verified again one client at a time;
 3. logout, concurrently (the clients send Delete), then check that the gateway
    no longer lists them.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import ipaddress
 import json
 import logging
 import re
@@ -60,14 +62,18 @@ class Scenario:
 DEFAULT_MIX = (("strongswan", "main"), ("strongswan", "aggressive"), ("vpnc", "aggressive"))
 
 
-def default_scenario(slots: Iterable, plan: AccessPlan, count: int = 12,
-                     nat_share: int = 4, name: str = "default") -> Scenario:
+def default_scenario(slots: Iterable, plan: AccessPlan, count: int | None = None,
+                     nat_share: int = 4, name: str = "default", workers: int = 10) -> Scenario:
     """A mix of strongSwan main, strongSwan aggressive and vpnc clients in all groups.
 
-    `slots` are lab ClientSlots (name, host, address, behind_nat); up to
-    `nat_share` of the clients are taken from behind the NAT host.
+    `slots` are lab ClientSlots (name, host, address, behind_nat); `count` None
+    takes every slot of the lab, otherwise up to `nat_share` of the `count`
+    clients are taken from behind the NAT host.
     """
     slots = list(slots)
+    if count is None:
+        count, nat_share = len(slots), len(slots)
+    check_resources(plan, count)
     behind_nat = [s for s in slots if s.behind_nat][:min(nat_share, count)]
     direct = [s for s in slots if not s.behind_nat][:count - len(behind_nat)]
     chosen = direct + behind_nat
@@ -82,7 +88,21 @@ def default_scenario(slots: Iterable, plan: AccessPlan, count: int = 12,
         group = groups[(i // len(DEFAULT_MIX)) % len(groups)]
         clients.append(ClientPlan(node=slot.name, kind=kind, mode=mode, user=users[i],
                                   group=group, behind_nat=slot.behind_nat))
-    return Scenario(name=name, clients=tuple(clients))
+    return Scenario(name=name, clients=tuple(clients), workers=workers)
+
+
+def check_resources(plan: AccessPlan, count: int) -> None:
+    """Refuses a scenario the plan cannot serve, before any client starts: every client
+    needs its own user, and the round-robin over the groups fills each pool evenly."""
+    users = len(ordinary_users(plan))
+    if count > users:
+        raise ValueError(f"scenario wants {count} clients, the plan has {users} users")
+    per_group = -(-count // max(1, len(plan.groups)))
+    for group in plan.groups:
+        size = ipaddress.ip_network(group.pool).num_addresses - 2
+        if per_group > size:
+            raise ValueError(f"group {group.group}: {per_group} clients, pool {group.pool} "
+                             f"has {size} addresses")
 
 
 def ordinary_users(plan: AccessPlan) -> list[str]:
@@ -278,31 +298,67 @@ class ScenarioRunner:
 
     # -- phase 2 ---------------------------------------------------------------
     def _verify_all(self, clients) -> None:
-        servers = {g.vr: self.lab.server(g.vr) for g in self.plan.groups}
-        for client, result in clients:
-            if client is None or result.errors:
-                continue
-            self._verify(client, result, servers)
+        """Pings in batches of one VR's clients at a time, `workers` clients at once.
 
-    def _verify(self, client: IPsecClient, result: ClientResult, servers: dict) -> None:
+        A batch holds clients of a single VR only, so the InEchos counters still tell
+        exactly where the echoes landed: the batch's own VR server must count them all
+        and the other VR's server none. Should a batch fail that check, its clients are
+        verified again one by one, which names the client that leaked.
+        """
+        servers = {g.vr: self.lab.server(g.vr) for g in self.plan.groups}
+        ready = [(c, r) for c, r in clients if c is not None and not r.errors]
+        for vr in servers:
+            in_vr = [(c, r) for c, r in ready if r.vr == vr]
+            for start in range(0, len(in_vr), max(1, self.scenario.workers)):
+                self._verify_batch(in_vr[start:start + self.scenario.workers], servers)
+
+    def _verify_batch(self, batch, servers: dict) -> None:
+        if not batch:
+            return
+        vr = batch[0][1].vr
+        before = {name: icmp_in_echos(host) for name, host in servers.items()}
+        with concurrent.futures.ThreadPoolExecutor(len(batch), thread_name_prefix="ping") as pool:
+            pings = list(pool.map(lambda pair: self._ping(*pair), batch))
+        after = {name: icmp_in_echos(host) for name, host in servers.items()}
+        own = after[vr] - before[vr]
+        other = sum(after[name] - before[name] for name in servers if name != vr)
+        received = sum(p.received for p in pings if p is not None)
+        if len(batch) > 1 and (other or own < received):
+            self.progress(f"verify: {vr} batch of {len(batch)}: {own} echos in its VR, "
+                          f"{other} in the other; checking them one at a time")
+            for client, result in batch:
+                self._verify_batch([(client, result)], servers)
+            return
+        for (_, result), ping in zip(batch, pings):
+            if ping is not None:
+                share_own = own if len(batch) == 1 else ping.received
+                share_other = other if len(batch) == 1 else 0
+                self._judge(result, ping, share_own, share_other)
+        self.progress(f"verify: {vr}: {len(batch)} clients pinged, {received} replies, "
+                      f"{own} echos counted in {vr}, {other} in the other VR")
+
+    def _ping(self, client: IPsecClient, result: ClientResult):
+        """The client's ping of its VR's server through the tunnel; None if it failed."""
+        result.errors = [e for e in result.errors if not e.startswith(("ping", "own VR",
+                                                                       "the other VR"))]
         group = self.plan.group(result.group)
-        before = {vr: icmp_in_echos(host) for vr, host in servers.items()}
+        result.ping_target = group.server
         try:
-            ping = client.ping(group.server, count=self.scenario.ping_count)
+            return client.ping(group.server, count=self.scenario.ping_count)
         except ClientError as exc:
             result.errors.append(f"ping: {exc}")
-            return
-        after = {vr: icmp_in_echos(host) for vr, host in servers.items()}
-        result.ping_target = group.server
+            return None
+
+    @staticmethod
+    def _judge(result: ClientResult, ping, own: int, other: int) -> None:
         result.ping_sent, result.ping_received = ping.sent, ping.received
-        result.echos_own_vr = after[group.vr] - before[group.vr]
-        result.echos_other_vr = sum(after[vr] - before[vr] for vr in servers if vr != group.vr)
+        result.echos_own_vr, result.echos_other_vr = own, other
         if not ping.ok:
-            result.errors.append(f"ping {group.server}: {ping} answered")
-        if result.echos_own_vr < ping.received:
-            result.errors.append(f"own VR server counted {result.echos_own_vr} echos")
-        if result.echos_other_vr:
-            result.errors.append(f"the other VR's server got {result.echos_other_vr} echos")
+            result.errors.append(f"ping {result.ping_target}: {ping} answered")
+        if own < ping.received:
+            result.errors.append(f"own VR server counted {own} echos")
+        if other:
+            result.errors.append(f"the other VR's server got {other} echos")
 
     # -- phase 3 ---------------------------------------------------------------
     def _logout_all(self, clients) -> None:
@@ -310,6 +366,7 @@ class ScenarioRunner:
         if not started:
             return
         workers = max(1, min(self.scenario.workers, len(started)))
+        self.progress(f"logout: {len(started)} clients, {workers} at a time ...")
         with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="logout") as pool:
             list(pool.map(lambda pair: self._logout(*pair), started))
         self._check_gateway_forgot(started)
