@@ -326,7 +326,9 @@ def cmd_exec(args) -> int:
         print(f"dynipsec lab exec: no running lab has a host {args.host!r}", file=sys.stderr)
         return 2
     # -n -m: the host's network AND mount namespace (its private /var/run, /var/log)
-    return subprocess.call(["nsenter", "-t", str(record.pid), "-n", "-m", "--", *command])
+    from lab.sandbox import enter_argv
+
+    return subprocess.call(enter_argv(record.pid, command))
 
 
 def _find_host(name: str, prefix: str | None):
