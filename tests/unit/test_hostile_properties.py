@@ -40,7 +40,7 @@ from tests.helpers.ikev1_initiator import TestInitiator, seeded_rng
 from tests.helpers.ikev1_pair import PSK, SERVER, CLIENT, Pair, make_pair
 from tests.unit.test_hostile_cve import raw, refusals, snapshot
 
-SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 ATTACKER = ("203.0.113.7", 4500)
 MM, AM, QM, INFO = (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE,
@@ -268,7 +268,7 @@ def test_mutated_phase1_followups_as_first_messages(data):
     _first().feed(data.draw(mutants(base, [])))
 
 
-@settings(max_examples=250, deadline=None, derandomize=True,
+@settings(max_examples=500, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.data())
 def test_mutated_messages_never_touch_an_established_sa(data):
