@@ -43,6 +43,8 @@ from responder.ikev1.payloads import (
     serialize_payloads,
 )
 
+from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
+
 from tests.helpers.ikev1_initiator import ike_transform
 from tests.helpers.ikev1_pair import Pair, make_pair
 
@@ -270,8 +272,10 @@ def test_cve_2023_30570_aggressive_no_proposal_then_reused_responder_cookie():
     bad = [ike_transform(n, encryption=EncryptionAlgorithm.DES_CBC, key_length=None,
                          hash_alg=HashAlgorithm.MD5, group=GroupDescription.MODP_768)
            for n in (1, 2)]
-    pair = make_pair(initiator_kwargs=dict(identity=Identification.key_id("grp"),
-                                           transforms=bad))
+    policy = ResponderPolicy(psks=(PresharedKey(b"grp-key", identity=Identity(IdType.KEY_ID,
+                                                                               "grp")),))
+    pair = make_pair(policy, initiator_kwargs=dict(identity=Identification.key_id("grp"),
+                                                   transforms=bad))
     r, i = pair.responder, pair.initiator
     am1 = i.aggressive_1()
     [refusal] = pair.send(am1)

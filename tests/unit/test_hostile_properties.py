@@ -24,20 +24,20 @@ import functools
 
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from responder.ikev1.enums import ExchangeType, NotifyType, PayloadType, ProtocolId
+from responder.ikev1.enums import ExchangeType, IdType, NotifyType, PayloadType, ProtocolId
 from responder.ikev1.events import Phase1Established
 from responder.ikev1.message import Message
 from responder.ikev1.payloads import (
     Delete,
+    Identification,
     Notification,
     PAYLOAD_CLASSES,
     UnknownPayload,
     serialize_payloads,
 )
-from responder.ikev1.vendor_ids import DPD, NATT_RFC3947, XAUTH
+from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_initiator import TestInitiator, seeded_rng
-from tests.helpers.ikev1_pair import PSK, SERVER, CLIENT, Pair, make_pair
+from tests.helpers.ikev1_pair import CLIENT, PSK, SERVER, Pair, make_pair
 from tests.unit.test_hostile_cve import raw, refusals, snapshot
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,
@@ -76,7 +76,9 @@ def recorded() -> dict[str, bytes]:
     out["qm3"] = i.quick_mode_3(run)
     pair.send(out["qm3"])
     out["info"] = i.r_u_there(1)
-    am = make_pair(seed=12)
+    am = make_pair(ResponderPolicy(psks=(PresharedKey(PSK, identity=Identity(IdType.KEY_ID,
+                                                                           "vpngroup")),)),
+                   seed=12, initiator_kwargs=dict(identity=Identification.key_id("vpngroup")))
     out["am1"] = am.initiator.aggressive_1()
     [reply] = am.send(out["am1"])
     am.initiator.handle_aggressive_2(reply)
