@@ -64,9 +64,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Callable, Iterable, Iterator
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
-
 log = logging.getLogger(__name__)
 
 TUNSETIFF = 0x400454CA
@@ -78,6 +75,20 @@ CLONE_NEWNET = 0x40000000
 RT_SCOPE_LINK = 253
 RTPROT_STATIC = 4
 DEFAULT_NAME_PREFIX = "ips"
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+IFF_UP = 0x1
+# rtnetlink message types, flags and attributes (linux/rtnetlink.h, linux/if_link.h)
+NLMSG_ERROR = 2
+NLMSG_DONE = 3
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
+IFLA_IFNAME, IFLA_MTU, IFLA_GROUP, IFLA_NET_NS_FD = 3, 4, 27, 28
+RTA_DST, RTA_OIF = 1, 4
+_NLMSGHDR = struct.Struct("=LHHLL")
+_IFINFOMSG = struct.Struct("=BxHiII")
+_RTMSG = struct.Struct("=BBBBBBBBI")
 NETNS_RUN_DIR = "/run/netns"
 
 
@@ -163,7 +174,7 @@ class _VirtualRouter:
 
     name: str
     netns_fd: int
-    rtnl: IPRoute
+    rtnl: "Rtnl"
     interfaces: dict[str, SubscriberInterface] = field(default_factory=dict)
 
     def close(self) -> None:
@@ -179,7 +190,8 @@ class InterfaceManager:
 
     One manager per worker; it keeps one netlink socket in its own namespace and one per
     VR namespace it has used (``vr`` is an ``ip netns`` name, found in ``netns_dir``).
-    Synchronous: a create is two or three netlink round trips (see bench/netif_bench.py).
+    Synchronous: a create is one netlink round trip in the VR (link up and route in one
+    batch) after the TUN open, plus the move with ``placement="move"``.
     """
 
     def __init__(
@@ -187,7 +199,6 @@ class InterfaceManager:
         *,
         placement: str = "in_vr",
         netns_dir: str = NETNS_RUN_DIR,
-        rtnl_factory: Callable[..., IPRoute] = IPRoute,
         link_group: int | None = None,
         vnet_hdr: bool = False,
     ) -> None:
@@ -197,10 +208,9 @@ class InterfaceManager:
         #: TUN fds carry a virtio_net_hdr before each packet (responder/daemon/tungso.py)
         self.vnet_hdr = vnet_hdr
         self._netns_dir = netns_dir
-        self._rtnl_factory = rtnl_factory
         # Group 0 is every device's default; ours is random so group deletes stay ours.
         self.link_group = link_group if link_group is not None else _random_link_group()
-        self._own_rtnl = rtnl_factory() if placement == "move" else None
+        self._own_rtnl = Rtnl() if placement == "move" else None
         self._switch = _NetnsSwitch()
         self._vrs: dict[str, _VirtualRouter] = {}
 
@@ -267,8 +277,7 @@ class InterfaceManager:
             fd, ifindex = self._open_tun_and_move(router, spec.name)
         iface = SubscriberInterface(spec.vr, spec.name, ifindex, spec.address, spec.mtu, fd)
         try:
-            self._bring_up(router, iface)
-            self._add_access_route(router, iface)
+            self._bring_up_with_route(router, iface)
         except BaseException:
             # Closing the only fd unregisters the (non-persistent) device and its routes.
             os.close(fd)
@@ -297,9 +306,10 @@ class InterfaceManager:
     def _open_tun_and_move(self, router: _VirtualRouter, name: str) -> tuple[int, int]:
         fd = open_tun(name, self.vnet_hdr)
         try:
-            self._own_rtnl.link("set", index=socket.if_nametoindex(name), net_ns_fd=router.netns_fd)
+            self._own_rtnl.request(link_message(RTM_NEWLINK, socket.if_nametoindex(name),
+                                                netns_fd=router.netns_fd))
             # The index changes if it is taken in the VR: ask the VR (one lookup by name).
-            ifindex = router.rtnl.link("get", ifname=name)[0]["index"]
+            ifindex = router.rtnl.link_index(name)
             with self._switch.entered(router.netns_fd):
                 _write_disable_ipv6(name)
         except BaseException:
@@ -307,12 +317,12 @@ class InterfaceManager:
             raise
         return fd, ifindex
 
-    def _bring_up(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
-        router.rtnl.link("set", index=iface.ifindex, mtu=iface.mtu, group=self.link_group, state="up")
-
-    def _add_access_route(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
-        router.rtnl.route("add", dst=f"{iface.address}/32", oif=iface.ifindex,
-                          scope=RT_SCOPE_LINK, proto=RTPROT_STATIC)
+    def _bring_up_with_route(self, router: _VirtualRouter, iface: SubscriberInterface) -> None:
+        # MTU, group, IFF_UP and the access route in one send: one round trip, and the
+        # kernel handles the route after the link change of the same batch.
+        router.rtnl.request(
+            link_message(RTM_NEWLINK, iface.ifindex, mtu=iface.mtu, group=self.link_group, up=True),
+            route_message(RTM_NEWROUTE, iface.address, iface.ifindex, create=True))
 
     def _router(self, vr: str) -> _VirtualRouter:
         router = self._vrs.get(vr)
@@ -329,7 +339,10 @@ class InterfaceManager:
         except FileNotFoundError:
             raise NetifError(f"VR namespace {vr!r} not found ({path})") from None
         try:
-            rtnl = self._rtnl_factory(netns=path)
+            # A netlink socket belongs to the namespace it was created in: made while this
+            # thread is inside the VR, it works there from anywhere, with no helper.
+            with self._switch.entered(netns_fd):
+                rtnl = Rtnl()
         except BaseException:
             os.close(netns_fd)
             raise
@@ -343,9 +356,9 @@ class InterfaceManager:
         if router is None:
             return False
         try:
-            _ignore_gone(lambda: router.rtnl.route("del", dst=f"{iface.address}/32", oif=iface.ifindex,
-                                                    scope=RT_SCOPE_LINK))
-            _ignore_gone(lambda: router.rtnl.link("del", index=iface.ifindex))
+            _ignore_gone(lambda: router.rtnl.request(
+                route_message(RTM_DELROUTE, iface.address, iface.ifindex)))
+            _ignore_gone(lambda: router.rtnl.request(link_message(RTM_DELLINK, iface.ifindex)))
         finally:
             self._forget(router, iface)
         log.debug("removed %s from VR %s", iface.name, iface.vr)
@@ -367,9 +380,9 @@ class InterfaceManager:
             if len(doomed) != len(router.interfaces):
                 # Only some of ours: move those to a group of their own first.
                 group = _random_link_group()
-                for iface in doomed:
-                    router.rtnl.link("set", index=iface.ifindex, group=group)
-            router.rtnl.link("del", group=group)
+                router.rtnl.request(*(link_message(RTM_NEWLINK, iface.ifindex, group=group)
+                                      for iface in doomed))
+            router.rtnl.request(link_message(RTM_DELLINK, 0, group=group))
         finally:
             # The routes went with the devices; without the delete, the close removes them.
             for iface in doomed:
@@ -410,7 +423,7 @@ def _ignore_gone(operation: Callable[[], object]) -> None:
     try:
         operation()
     except NetlinkError as exc:
-        if exc.code not in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
+        if exc.errno not in (errno.ESRCH, errno.ENODEV, errno.ENOENT):
             raise
 
 
@@ -425,3 +438,101 @@ def open_tun(name: str, vnet_hdr: bool = False) -> int:
         os.close(fd)
         raise NetifError(f"cannot create TUN {name}: {exc.strerror}") from exc
     return fd
+
+
+class NetlinkError(OSError):
+    """The kernel refused an rtnetlink request (``errno`` is the kernel's error)."""
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    length = 4 + len(value)
+    return struct.pack("=HH", length, kind) + value + b"\0" * (-length % 4)
+
+
+def link_message(kind: int, index: int, *, mtu: int | None = None, group: int | None = None,
+                 up: bool = False, netns_fd: int | None = None, ifname: str | None = None
+                 ) -> tuple[int, int, bytes]:
+    """An RTM_*LINK request (type, flags, body); ``index`` 0 with ``group`` deletes the group."""
+    flags_mask = IFF_UP if up else 0
+    body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, IFF_UP if up else 0, flags_mask)
+    if ifname is not None:
+        body += _attr(IFLA_IFNAME, ifname.encode() + b"\0")
+    if mtu is not None:
+        body += _attr(IFLA_MTU, struct.pack("=I", mtu))
+    if group is not None:
+        body += _attr(IFLA_GROUP, struct.pack("=I", group))
+    if netns_fd is not None:
+        body += _attr(IFLA_NET_NS_FD, struct.pack("=I", netns_fd))
+    return kind, 0, body
+
+
+def route_message(kind: int, address: IPv4Address, oif: int, *, create: bool = False
+                  ) -> tuple[int, int, bytes]:
+    """The access route ``<address>/32 dev <oif> scope link proto static`` (add or delete)."""
+    body = _RTMSG.pack(socket.AF_INET, 32, 0, 0, RT_TABLE_MAIN, RTPROT_STATIC if create else 0,
+                       RT_SCOPE_LINK, RTN_UNICAST, 0)
+    body += _attr(RTA_DST, IPv4Address(address).packed) + _attr(RTA_OIF, struct.pack("=I", oif))
+    return kind, (NLM_F_CREATE | NLM_F_EXCL) if create else 0, body
+
+
+class Rtnl:
+    """A blocking rtnetlink socket in the namespace of the thread that made it.
+
+    ``request`` sends its messages in one datagram and waits for every ack: the kernel
+    runs them in order, so a batch costs one system call each way.
+    """
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                   socket.NETLINK_ROUTE)
+        self._sock.bind((0, 0))
+        self._seq = 0
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def request(self, *messages: tuple[int, int, bytes]) -> list[tuple[int, bytes]]:
+        """Send, wait for all acks; raise the first refusal. Returns the replies' bodies."""
+        datagram, pending = self._encode(messages, NLM_F_ACK)
+        self._sock.send(datagram)
+        return self._collect(pending)
+
+    def link_index(self, name: str) -> int:
+        """The ifindex of device ``name`` in this socket's namespace (one RTM_GETLINK)."""
+        replies = self.request(link_message(RTM_GETLINK, 0, ifname=name))
+        for kind, body in replies:
+            if kind == RTM_NEWLINK:
+                return _IFINFOMSG.unpack_from(body)[2]
+        raise NetlinkError(errno.ENODEV, f"no link {name}")
+
+    def _encode(self, messages, extra_flags: int) -> tuple[bytes, set[int]]:
+        parts, pending = [], set()
+        for kind, flags, body in messages:
+            self._seq = (self._seq + 1) & 0xFFFFFFFF
+            pending.add(self._seq)
+            parts.append(_NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind,
+                                        NLM_F_REQUEST | extra_flags | flags, self._seq, 0) + body)
+        return b"".join(parts), pending
+
+    def _collect(self, pending: set[int]) -> list[tuple[int, bytes]]:
+        replies: list[tuple[int, bytes]] = []
+        failure: NetlinkError | None = None
+        while pending:
+            data = self._sock.recv(65536)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                body = data[offset + _NLMSGHDR.size: offset + length]
+                offset += (length + 3) & ~3
+                if seq not in pending:
+                    continue  # an answer to an earlier, abandoned request
+                if kind == NLMSG_ERROR:
+                    pending.discard(seq)
+                    code = -struct.unpack_from("=i", body)[0]
+                    if code and failure is None:
+                        failure = NetlinkError(code, os.strerror(code))
+                elif kind != NLMSG_DONE:
+                    replies.append((kind, body))
+        if failure is not None:
+            raise failure
+        return replies

@@ -99,7 +99,7 @@ class SupervisorLink(Protocol):
 
 
 class Interfaces(Protocol):
-    """netif.InterfaceManager behind an executor (pyroute2 must not run inside the
+    """netif.InterfaceManager behind an executor (its netlink calls block, so not in the
     worker's event loop): create is awaited, remove is queued."""
 
     async def create(self, vr: str, name: str, address: IPv4, mtu: int): ...

@@ -100,8 +100,8 @@ def _counter_list(c: Counters) -> list[int]:
 
 
 class ThreadedInterfaces:
-    """The InterfaceManager in one thread of its own: pyroute2's IPRoute refuses to run
-    inside a running event loop, and the manager's namespace switch is per thread. Every
+    """The InterfaceManager in one thread of its own: its netlink calls block, and the
+    manager's namespace switch is per thread. Every
     netlink call happens in that thread, in order; creation is awaited, removal queued
     (the fd is closed there after the data path stopped reading it)."""
 
@@ -214,9 +214,9 @@ class Worker:
             self.rt.attach(local, transport)
         serve = asyncio.ensure_future(self.channel.serve())
         serve.add_done_callback(lambda _: self._stop("supervisor channel closed"))
-        # Not loop.add_signal_handler: that installs a wakeup fd, and pyroute2 forks
-        # helpers for namespaces whose own SIGTERM would then wake OUR handler through
-        # the inherited pipe. SIGINT (a terminal's ^C) is the supervisor's to handle.
+        # Not loop.add_signal_handler: that installs a wakeup fd that any forked helper
+        # would inherit, and its own SIGTERM would then wake OUR handler through the
+        # pipe. SIGINT (a terminal's ^C) is the supervisor's to handle.
         signal.signal(signal.SIGTERM, lambda signum, frame: loop.call_soon_threadsafe(
             self._stop, f"signal {signum}"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -199,3 +199,31 @@ def test_closing_the_manager_removes_its_interfaces(namespaces):
     with InterfaceManager() as mgr:
         mgr.create(vr, ifname(1), SUBSCRIBER, 1400)
     assert ifname(1) not in link_names(vr)
+
+
+def _children() -> set[str]:
+    found: set[str] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            found.update(f.read().split())
+    return found
+
+
+def test_creating_and_removing_in_a_vr_starts_no_helper_process(namespaces, manager):
+    vr = namespaces("a")
+    before = _children()
+    iface = manager.create(vr, ifname(1), SUBSCRIBER, 1400)
+    during = _children()
+    manager.remove(iface)
+    assert during == before and _children() == before
+
+
+def test_a_refused_access_route_leaves_no_device_behind(namespaces, manager):
+    from responder.netif import NetlinkError
+    vr = namespaces("a")
+    in_ns(vr, "ip", "route", "add", f"{SUBSCRIBER}/32", "dev", "lo", "scope", "link", "proto", "static")
+    with pytest.raises(NetlinkError) as refused:
+        manager.create(vr, ifname(1), SUBSCRIBER, 1400)
+    assert refused.value.errno == 17  # EEXIST, from the route of the same batch
+    time.sleep(0.05)  # the device goes with its fd; unregistering is asynchronous
+    assert ifname(1) not in link_names(vr) and len(manager) == 0
