@@ -29,7 +29,8 @@ from .enums import ExchangeType, NotifyType, ProtocolId, lookup
 from .errors import CodecError, ProtocolError, RemoteProtocolError
 from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
 from .exchanges import aggressive_mode, informational, main_mode, quick_mode
-from .exchanges.common import InvalidTransition, accept, build_protected, decrypt, verify_hash1
+from .exchanges.common import (Dropped, InvalidTransition, accept, authenticated,
+                               build_protected, decrypt, verify_hash1)
 from .exchanges.quick_mode import DefaultPhase2Provider, Phase2Provider
 from .ike_sa import IkeSa
 from .message import Message, parse_header
@@ -95,6 +96,10 @@ class SaContext:
         #: on it are that request's reply and are cached for its retransmissions
         self.answering_message_id: int | None = None
         self.captured_replies: list[bytes] = []
+        #: the message being handled decrypted, its HASH verified and it is no
+        #: replay (`exchanges.common.authenticated`): only such a message may
+        #: move the peer address, prove it alive or take a reply-cache slot
+        self.authenticated = False
 
     def random(self, size: int) -> bytes:
         return self._responder._rng(size)
@@ -129,9 +134,12 @@ class SaContext:
         self._responder._delete_phase1(sa, reason, notify_peer=True, ctx=self)
 
     def decrypt_and_verify(self, sa: IkeSa, message: Message) -> Message:
-        """Decrypt a Transaction message and check its HASH(1) (RFC 2409 §5.7)."""
+        """Decrypt a Transaction message and check its HASH(1) (RFC 2409 §5.7)
+        and that its message ID is new on this SA; anything else is dropped
+        by the engine (`Dropped`), unanswered."""
         decrypted, plaintext = decrypt(sa, message)
-        verify_hash1(sa, decrypted, plaintext)
+        verify_hash1(sa, decrypted, plaintext)  # refused with a notify, changes nothing
+        authenticated(self, sa, message.header.message_id)
         accept(sa, message)
         return decrypted
 
@@ -378,10 +386,17 @@ class Responder:
         except InvalidTransition as exc:
             self._drop("out_of_order", remote, exc, sa)
             return
+        except Dropped as exc:  # unauthenticated or replayed: proves nothing
+            self._drop(exc.reason, remote, exc, sa)
+            if exc.answer is not None and not sa.established:
+                self.stats[f"error_{lookup(NotifyType, exc.answer).name}"] += 1
+                reply = informational.unprotected_notify(sa, exc.answer)
+                self._out.append(Datagram(self._frame(reply, local), local, remote))
+            return
         except ProtocolError as exc:  # codec, crypto and exchange errors alike
             self._fail(ctx, sa, header.exchange_type, exc, local, remote, data)
             return
-        if header.exchange_type != ExchangeType.INFORMATIONAL:
+        if self._cacheable(ctx, header.exchange_type):
             sa.remember_reply(data, replies + ctx.captured_replies)
         for reply in replies:
             self._send(sa, reply)
@@ -390,6 +405,16 @@ class Responder:
         # client that cannot decrypt it yet.
         if header.exchange_type in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
             self._after_phase1_step(ctx, sa)
+
+    @staticmethod
+    def _cacheable(ctx: SaContext, exchange: int) -> bool:
+        """Phase 1 requests (cleartext until MM5 / AM3) and verified messages
+        take a reply-cache slot; junk must not push real entries out.
+        Informationals are single messages: never cached."""
+        if exchange == ExchangeType.INFORMATIONAL:
+            return False
+        return ctx.authenticated or exchange in (ExchangeType.IDENTITY_PROTECTION,
+                                                 ExchangeType.AGGRESSIVE)
 
     def _lookup(self, header, data: bytes, local: Address, remote: Address,
                 now: float) -> IkeSa | None:
@@ -497,7 +522,10 @@ class Responder:
                                       f"exchange type {lookup(ExchangeType, exchange)} not supported")
         ctx.answering_message_id = message.header.message_id
         handler.handle(ctx, sa, message)
-        self._authenticated_traffic(sa, local, remote, ctx.now)
+        if ctx.authenticated:
+            self._authenticated_traffic(sa, local, remote, ctx.now)
+        else:  # the task ignored it without decrypting (e.g. no Xauth on this SA)
+            self._drop("unauthenticated", remote, None, sa)
         return []
 
     @staticmethod
@@ -525,6 +553,9 @@ class Responder:
                 message.header.message_id not in sa.quick_modes:
             raise RemoteProtocolError(NotifyType.NO_PROPOSAL_CHOSEN, "too many child SAs")
         mid = message.header.message_id
+        if mid not in sa.quick_modes and \
+                len(sa.quick_modes) >= self.policy.limits.max_quick_modes_per_sa:
+            raise Dropped("quick_mode_limit", f"{len(sa.quick_modes)} Quick Modes pending")
         replies = quick_mode.handle(ctx, sa, message, self._phase2, self.new_spi)
         self._authenticated_traffic(sa, local, remote, ctx.now)
         # QM msg 2 is resent until HASH(3) arrives (RFC 2409 §5.5)
@@ -536,12 +567,9 @@ class Responder:
 
     def _informational(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
                        remote: Address) -> list[bytes]:
-        result = informational.handle(ctx, sa, message)
-        if not message.encrypted:
-            if not sa.established:
-                self._delete_phase1(sa, "peer-notify", notify_peer=False, ctx=ctx)
-            return []
-        self._authenticated_traffic(sa, local, remote, ctx.now)
+        result = informational.handle(ctx, sa, message)  # Dropped unless verified
+        if result.alive:
+            self._authenticated_traffic(sa, local, remote, ctx.now)
         self._events.extend(result.events)
         for spi in result.delete_spis:
             child = sa.child_by_spi(spi)
@@ -587,8 +615,8 @@ class Responder:
         if exchange == ExchangeType.INFORMATIONAL or notify is None:
             return  # never answer an informational (loops), nor local faults
         reply = informational.build_notify(ctx, sa, notify)
-        if exchange == ExchangeType.QUICK_MODE and request:
-            # its message ID is used up now: a retransmission of this QM msg 1
+        if exchange == ExchangeType.QUICK_MODE and request and ctx.authenticated:
+            # a verified QM msg 1 used up its message ID: its retransmission
             # gets the same refusal, not INVALID_MESSAGE_ID
             sa.remember_reply(request, [reply])
         self._send(sa, reply)

@@ -115,12 +115,17 @@ class IkeSa:
     transaction_deadline: float | None = None
     children: dict[int, ChildSa] = field(default_factory=dict)
     quick_modes: dict[int, QuickModeState] = field(default_factory=dict)
+    #: message IDs the peer used for Quick Mode and Transaction (replay check)
     seen_message_ids: "OrderedDict[int, None]" = field(default_factory=OrderedDict)
+    #: message IDs of the peer's Informationals (bounded window, replay check)
+    seen_informational_ids: "OrderedDict[int, None]" = field(default_factory=OrderedDict)
     # --- DPD (RFC 3706)
     dpd_sequence: int = 0
     dpd_outstanding: int | None = None
     dpd_sent_at: float | None = None
     dpd_next_probe: float | None = None
+    #: the peer's last accepted R-U-THERE sequence number (RFC 3706 §7)
+    dpd_peer_sequence: int | None = None
     # --- retransmission detection: digest of a request -> our reply datagrams
     replies: "OrderedDict[bytes, list[bytes]]" = field(default_factory=OrderedDict)
     #: set by the engine: called with this SA when a WATCHED_FIELDS field changes

@@ -374,8 +374,13 @@ class Limits:
     #: A dynamic phase 1 waiting for a registered Transaction task must get
     #: there within this time, or it is deleted.
     transaction_timeout: float = 60.0
-    #: Informational/Quick Mode message ids remembered for replay detection.
+    #: Message ids remembered per SA for replay detection (one window for
+    #: Quick Mode + Transaction, one for Informational).
     max_message_ids: int = 64
+    #: Quick Modes waiting for HASH(3) on one phase 1 SA; a further msg 1 is
+    #: dropped (the peer retransmits) so that one peer cannot pin many SPIs
+    #: and DH computations.
+    max_quick_modes_per_sa: int = 4
 
 
 @dataclass(frozen=True)
@@ -449,14 +454,16 @@ class ResponderPolicy:
             return None
         return max(matches, key=lambda item: item[0])[1]
 
-    def psk_for_identity(self, identity: Identity, local_ip: str, peer_ip: str) -> bytes | None:
-        """Aggressive Mode key: identity first, then fall back to addresses."""
+    def psk_for_identity(self, identity: Identity, local_ip: str, peer_ip: str, *,
+                         fallback: bool = True) -> bytes | None:
+        """Key bound to `identity`, else (`fallback`) the address key. Aggressive
+        Mode passes fallback=False: its HASH_R goes to anyone who asks."""
         for psk in self.psks:
             if psk.identity is None or not psk.identity.matches(identity):
                 continue
             if psk.address_score(local_ip, peer_ip) is not None:
                 return psk.secret
-        return self.psk_for_addresses(local_ip, peer_ip)
+        return self.psk_for_addresses(local_ip, peer_ip) if fallback else None
 
     # ----------------------------------------------------------- tunnels
     def static_tunnels_for(self, peer_ip: str) -> Iterable[StaticTunnel]:

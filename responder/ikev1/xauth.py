@@ -102,8 +102,13 @@ def parse_reply(payload: AttributePayload) -> XauthReply:
     if payload.cfg_type != CfgType.REPLY:
         raise InvalidXauthReply(f"Xauth answer of type {payload.cfg_type}, REPLY expected")
     xauth_type = payload.attribute(ConfigAttribute.XAUTH_TYPE)
-    if xauth_type is not None and xauth_type.as_int() != XauthType.GENERIC:
-        raise InvalidXauthReply(f"XAUTH_TYPE {xauth_type.as_int()} not supported (generic only)")
+    if xauth_type is not None:
+        try:
+            kind = xauth_type.as_int()
+        except MalformedAttribute:  # e.g. empty: an unusable reply, not a crash
+            raise InvalidXauthReply("XAUTH_TYPE without a value") from None
+        if kind != XauthType.GENERIC:
+            raise InvalidXauthReply(f"XAUTH_TYPE {kind} not supported (generic only)")
     username = _bytes_value(payload, ConfigAttribute.XAUTH_USER_NAME)
     password = strip_one_nul(_bytes_value(payload, ConfigAttribute.XAUTH_USER_PASSWORD))
     try:

@@ -38,6 +38,7 @@ from .common import (
 from .phase1 import (
     check_identity_allowed,
     choose_transform,
+    authenticate_final,
     decrypt_final,
     establish,
     natd_payloads,
@@ -103,13 +104,14 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
 
 
 def _on_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
-    if message.encrypted:
-        decrypted, _ = decrypt_final(sa, message)
-    else:
-        decrypted = message
-    require_payloads(decrypted, "aggressive mode msg 3", exactly_one=(Hash,),
-                     allowed=(NatDiscovery, Notification, VendorId))
-    verify_hash_i(sa, decrypted, sa.id_payload_body)
+    def check() -> Message:
+        decrypted = decrypt_final(sa, message)[0] if message.encrypted else message
+        require_payloads(decrypted, "aggressive mode msg 3", exactly_one=(Hash,),
+                         allowed=(NatDiscovery, Notification, VendorId))
+        verify_hash_i(sa, decrypted, sa.id_payload_body)
+        return decrypted
+
+    decrypted = authenticate_final(ctx, sa, check)
     if message.encrypted:
         accept(sa, message)
     note_vendor_ids(sa, decrypted)

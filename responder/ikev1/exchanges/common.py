@@ -28,6 +28,7 @@ from ..proposals import OfferedProposal, OfferedTransform
 
 __all__ = [
     "InvalidTransition",
+    "Dropped",
     "StateTable",
     "ExchangeContext",
     "RawPayload",
@@ -40,6 +41,8 @@ __all__ = [
     "build_protected",
     "decrypt",
     "verify_hash1",
+    "verified_decrypt",
+    "authenticated",
     "protocol_error",
 ]
 
@@ -55,6 +58,23 @@ class InvalidTransition(RemoteProtocolError):
         self.exchange = exchange
         self.state = state
         self.event = event
+
+
+class Dropped(RemoteProtocolError):
+    """A message that proves nothing: it did not decrypt, its HASH is wrong,
+    or it is a replay. The engine counts it as `dropped_<reason>` and drops
+    it: no answer (anyone can send it, from any address) and no state change,
+    so the real message can still arrive."""
+
+    notify_peer = False
+
+    def __init__(self, reason: str, message: str, *, answer: NotifyType | None = None) -> None:
+        super().__init__(answer or NotifyType.INVALID_HASH_INFORMATION, message)
+        self.reason = reason
+        #: before phase 1 completes: an unprotected notify that tells a real
+        #: peer with the wrong key why (it changes nothing here; anyone could
+        #: send that notify to the peer directly)
+        self.answer = answer
 
 
 @dataclass(frozen=True)
@@ -82,6 +102,10 @@ class ExchangeContext(Protocol):
 
     policy: ResponderPolicy
     now: float
+    #: set by `authenticated`: the message decrypted, its HASH verified and it
+    #: is no replay; only then may the engine treat it as the peer's (liveness,
+    #: address float, reply cache)
+    authenticated: bool
 
     def random(self, size: int) -> bytes: ...
 
@@ -264,3 +288,42 @@ def verify_hash1(sa: IkeSa, message: Message, plaintext: bytes, prefix: bytes = 
                                   prefix + rest)
     verify_hash(expected, message.payloads[0].data)
 
+
+
+#: RFC 2409 §5: nonces are 8 to 256 bytes
+NONCE_LENGTHS = range(8, 257)
+
+
+def check_nonce(data: bytes) -> bytes:
+    if len(data) not in NONCE_LENGTHS:
+        raise protocol_error(NotifyType.PAYLOAD_MALFORMED,
+                             f"nonce of {len(data)} bytes (8-256 allowed)")
+    return data
+
+
+def verified_decrypt(sa: IkeSa, message: Message, prefix: bytes = b"") -> tuple[Message, bytes]:
+    """Decrypt and check HASH(1) (RFC 2409 §5.5, §5.7). Garbage or a wrong
+    hash is `Dropped`: without the keys anyone can send it."""
+    try:
+        decrypted, plaintext = decrypt(sa, message)
+        verify_hash1(sa, decrypted, plaintext, prefix)
+    except RemoteProtocolError as exc:
+        raise Dropped("unauthenticated", f"does not verify: {exc}") from None
+    return decrypted, plaintext
+
+
+def authenticated(ctx: ExchangeContext, sa: IkeSa, message_id: int | None = None, *,
+                  window: str = "seen_message_ids") -> None:
+    """The message verified. Its message ID must be new on this SA (RFC 2408
+    §3.1: unique per SA), else it is a captured one played back: `Dropped`.
+    `window` names the bounded set of IDs on the SA (informationals, sent
+    often for DPD, have their own so that they cannot push the few Quick
+    Mode and Transaction IDs out)."""
+    if message_id is not None:
+        seen = getattr(sa, window)
+        if message_id in seen:
+            raise Dropped("replay", f"message id {message_id:#010x} already received")
+        seen[message_id] = None
+        while len(seen) > ctx.policy.limits.max_message_ids:
+            seen.popitem(last=False)
+    ctx.authenticated = True

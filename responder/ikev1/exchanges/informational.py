@@ -1,7 +1,9 @@
 """Informational exchange (RFC 2408 §4.8, RFC 2409 §5.7) and DPD (RFC 3706).
 
 Received, after phase 1: HDR*, HASH(1), N/D. The hash is verified before
-anything is looked at; a bad one is dropped (answering it could loop).
+anything is looked at; a bad one, one in clear or before phase 1, and one
+whose message ID this SA already received (a replay) are `Dropped` (answering
+could loop, and acting on them would let anyone delete or move an SA).
 Handled: Delete of the ISAKMP SA (cookie pair as SPI) or of ESP SAs (either
 SPI of a pair: vpnc lists both), INITIAL-CONTACT, R-U-THERE (answered with
 R-U-THERE-ACK echoing the sequence number, only when the peer sent the DPD
@@ -23,13 +25,13 @@ from ..message import Message
 from ..payloads import Delete, Hash, Notification, Payload
 from .common import (
     ExchangeContext,
+    Dropped,
     StateTable,
+    authenticated,
     build_cleartext,
     build_protected,
-    decrypt,
-    protocol_error,
     require_payloads,
-    verify_hash1,
+    verified_decrypt,
 )
 
 __all__ = ["DPD_TABLE", "PeerRequests", "handle", "build_notify", "build_delete",
@@ -55,6 +57,12 @@ class PeerRequests:
     delete_spis: list[bytes] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     replies: list[bytes] = field(default_factory=list)
+    #: it did something only the live peer would ask for now (a fresh
+    #: R-U-THERE, the ACK of our probe, a Delete of something that exists):
+    #: a sign of life, and the peer's current address. Other notifies do not
+    #: count, so that old ones played back (once their message ID has left the
+    #: window) cannot keep a dead SA alive or move it.
+    alive: bool = False
 
 
 def dpd_state(sa: IkeSa) -> str:
@@ -70,12 +78,11 @@ def handle(ctx: ExchangeContext, sa: IkeSa, message: Message) -> PeerRequests:
         for notify in message.payloads_of(Notification):
             log.warning("unprotected notify %s from %s ignored",
                         lookup(NotifyType, notify.notify_type).name, sa.remote)
-        return result
+        raise Dropped("unauthenticated", "informational in clear")
     if not sa.established:
-        raise protocol_error(NotifyType.INVALID_EXCHANGE_TYPE, "protected informational "
-                             "before phase 1 completed")
-    decrypted, plaintext = decrypt(sa, message)
-    verify_hash1(sa, decrypted, plaintext)
+        raise Dropped("unauthenticated", "protected informational before phase 1 completed")
+    decrypted, _ = verified_decrypt(sa, message)
+    authenticated(ctx, sa, message.header.message_id, window="seen_informational_ids")
     require_payloads(decrypted, "informational", exactly_one=(Hash,),
                      allowed=(Notification, Delete))
     for payload in decrypted.payloads[1:]:
@@ -91,12 +98,15 @@ def _on_notify(ctx: ExchangeContext, sa: IkeSa, notify: Notification,
     log = ctx.sa_log(sa)
     kind = notify.notify_type
     if kind == NotifyType.R_U_THERE:
+        _take_peer_sequence(sa, notify)
+        result.alive = True
         if not sa.dpd_supported:
             log.info("R-U-THERE from a peer without the DPD vendor ID: not answered")
             return
         result.replies.append(build_dpd(ctx, sa, NotifyType.R_U_THERE_ACK, notify.data))
     elif kind == NotifyType.R_U_THERE_ACK:
         _on_dpd_ack(ctx, sa, notify)
+        result.alive = True
     elif kind == NotifyType.INITIAL_CONTACT:
         result.events.append(InitialContact(sa.sa_id, sa.remote, sa.identity))
     else:
@@ -104,12 +114,30 @@ def _on_notify(ctx: ExchangeContext, sa: IkeSa, notify: Notification,
                     notify.spi.hex())
 
 
+def _sequence(notify: Notification) -> int | None:
+    return int.from_bytes(notify.data[:4], "big") if len(notify.data) >= 4 else None
+
+
+def _take_peer_sequence(sa: IkeSa, notify: Notification) -> None:
+    """RFC 3706 §7: the receiver checks the R-U-THERE sequence number; one
+    not newer than the last accepted (serial arithmetic, it may wrap) is a
+    replay of a message whose ID has left the window."""
+    sequence = _sequence(notify)
+    if sequence is None:
+        raise Dropped("dpd_malformed", "R-U-THERE without a 32-bit sequence number")
+    last = sa.dpd_peer_sequence
+    if last is not None and not 0 < (sequence - last) % 2**32 < 2**31:
+        raise Dropped("dpd_replay", f"R-U-THERE {sequence} not newer than {last}")
+    sa.dpd_peer_sequence = sequence
+
+
 def _on_dpd_ack(ctx: ExchangeContext, sa: IkeSa, notify: Notification) -> None:
-    sequence = int.from_bytes(notify.data[:4], "big") if len(notify.data) >= 4 else None
+    """Only the answer to our outstanding probe counts; any other ACK (late,
+    or played back) proves nothing."""
+    sequence = _sequence(notify)
     if notify.spi != sa.cookies or sequence != sa.dpd_outstanding:
-        ctx.sa_log(sa).debug("R-U-THERE-ACK %s does not match probe %s", sequence,
-                             sa.dpd_outstanding)
-        return
+        raise Dropped("dpd_stale_ack", f"R-U-THERE-ACK {sequence} does not match probe "
+                      f"{sa.dpd_outstanding}")
     DPD_TABLE.next(dpd_state(sa), "ack")
     sa.dpd_outstanding = None
     sa.dpd_sent_at = None
@@ -119,10 +147,12 @@ def _on_delete(ctx: ExchangeContext, sa: IkeSa, delete: Delete, result: PeerRequ
     if delete.protocol_id == ProtocolId.ISAKMP:
         if any(spi == sa.cookies for spi in delete.spis):
             result.delete_phase1 = True
+            result.alive = True
         else:
             ctx.sa_log(sa).warning("ISAKMP delete for other cookies ignored")
     elif delete.protocol_id == ProtocolId.IPSEC_ESP:
         result.delete_spis.extend(delete.spis)
+        result.alive = result.alive or any(sa.child_by_spi(spi) for spi in delete.spis)
     else:
         ctx.sa_log(sa).info("delete for protocol %s ignored", delete.protocol_id)
 

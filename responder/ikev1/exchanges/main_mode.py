@@ -39,6 +39,7 @@ from .phase1 import (
     check_identity_allowed,
     check_ke,
     choose_transform,
+    authenticate_final,
     decrypt_final,
     establish,
     natd_payloads,
@@ -104,11 +105,15 @@ def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> 
 
 
 def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
-    decrypted, plaintext = decrypt_final(sa, message)
-    require_payloads(decrypted, "main mode msg 5", exactly_one=(Identification, Hash),
-                     allowed=(Notification, VendorId))
-    idii_b = raw_body(decrypted.header.next_payload, plaintext, PayloadType.IDENTIFICATION)
-    verify_hash_i(sa, decrypted, idii_b)
+    def check() -> Message:
+        decrypted, plaintext = decrypt_final(sa, message)
+        require_payloads(decrypted, "main mode msg 5", exactly_one=(Identification, Hash),
+                         allowed=(Notification, VendorId))
+        idii_b = raw_body(decrypted.header.next_payload, plaintext, PayloadType.IDENTIFICATION)
+        verify_hash_i(sa, decrypted, idii_b)
+        return decrypted
+
+    decrypted = authenticate_final(ctx, sa, check)
     accept(sa, message)
     sa.identity = peer_identity(decrypted.first(Identification))
     check_identity_allowed(ctx, sa, sa.identity)

@@ -39,7 +39,9 @@ from ..policy import Identity
 from ..proposals import choose_phase1
 from ..vendor_ids import CISCO_UNITY, DPD, XAUTH, natt_vendor_id, peer_features
 from ..errors import CodecError
-from .common import ExchangeContext, StateTable, decrypt, offered_proposals, protocol_error
+from ..errors import RemoteProtocolError
+from .common import (Dropped, ExchangeContext, check_nonce, StateTable, decrypt, offered_proposals,
+                     protocol_error)
 
 __all__ = [
     "NONCE_SIZE",
@@ -58,6 +60,7 @@ __all__ = [
     "peer_identity",
     "establish",
     "decrypt_final",
+    "authenticate_final",
     "responder_lifetime",
 ]
 
@@ -147,7 +150,7 @@ def take_nonces_and_derive_keys(ctx: ExchangeContext, sa: IkeSa, message: Messag
                                 ke: KeyExchange, psk: bytes) -> None:
     """Keep the PSK and the peer's nonce, draw ours, then derive_keys."""
     sa.psk = psk
-    sa.ni_b = message.first(Nonce).data
+    sa.ni_b = check_nonce(message.first(Nonce).data)
     sa.nr_b = ctx.random(NONCE_SIZE)
     derive_keys(ctx, sa, ke.key_data, psk)
 
@@ -233,14 +236,25 @@ def check_identity_allowed(ctx: ExchangeContext, sa: IkeSa, identity: Identity) 
 
 def decrypt_final(sa: IkeSa, message: Message) -> tuple[Message, bytes]:
     """Decrypt MM msg 5 / AM msg 3. With a wrong pre-shared key the plaintext
-    is garbage and fails to parse: that is an authentication failure (RFC 2409
-    §5: the keys are derived from the PSK), not a malformed payload."""
+    is garbage and fails to parse (RFC 2409 §5: the keys are derived from the
+    PSK)."""
+    return decrypt(sa, message)
+
+
+def authenticate_final(ctx: ExchangeContext, sa: IkeSa, step: Callable[[], Message]) -> Message:
+    """Run the checks of MM msg 5 / AM msg 3 up to HASH_I. Until HASH_I
+    verifies, the message may come from anyone who saw the cookies: a failure
+    is `Dropped` (counted as dropped_phase1_unauthenticated, no notify) and
+    the half-open SA waits for the real message until its timeout."""
     try:
-        return decrypt(sa, message)
-    except CodecError as exc:
-        raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
-                             f"decrypted message does not parse (wrong pre-shared key?): "
-                             f"{exc.message}") from None
+        decrypted = step()
+    except RemoteProtocolError as exc:
+        ctx.sa_log(sa).warning("%s mode final message does not authenticate (wrong "
+                               "pre-shared key?), dropped: %s", sa.exchange, exc)
+        raise Dropped("phase1_unauthenticated", str(exc),
+                      answer=NotifyType.AUTHENTICATION_FAILED) from None
+    ctx.authenticated = True
+    return decrypted
 
 
 def establish(ctx: ExchangeContext, sa: IkeSa, message: Message) -> None:

@@ -44,7 +44,9 @@ from .common import (
     ExchangeContext,
     StateTable,
     accept,
+    authenticated,
     build_encrypted,
+    check_nonce,
     decrypt,
     hash_payloads,
     offered_proposals,
@@ -106,8 +108,6 @@ def handle(ctx: ExchangeContext, sa: IkeSa, message: Message, provider: Phase2Pr
     event = classify(qm)
     new_state = TABLE.next(state, event)
     if qm is None:
-        if not sa.note_message_id(mid, ctx.policy.limits.max_message_ids):
-            raise protocol_error(NotifyType.INVALID_MESSAGE_ID, f"message id {mid:#x} reused")
         qm = QuickModeState(mid, "start", ctx.now)
         replies = _on_hash1(ctx, sa, message, qm, provider, spi_allocator)
         qm.state = new_state
@@ -157,8 +157,14 @@ def _esp_policy_for(ctx: ExchangeContext, sa: IkeSa, remote: Selector, local: Se
 
 def _on_hash1(ctx: ExchangeContext, sa: IkeSa, message: Message, qm: QuickModeState,
               provider: Phase2Provider, spi_allocator: Callable[[], bytes]) -> list[bytes]:
+    if qm.message_id in sa.seen_message_ids:  # a check only: uses up nothing
+        raise protocol_error(NotifyType.INVALID_MESSAGE_ID,
+                             f"message id {qm.message_id:#x} reused")
     decrypted, plaintext = decrypt(sa, message)
     verify_hash1(sa, decrypted, plaintext)
+    # only a verified msg 1 uses up its message ID: junk carrying the ID of a
+    # Quick Mode the peer is about to send must not block the real one
+    authenticated(ctx, sa, qm.message_id)
     accept(sa, message)
     require_payloads(decrypted, "quick mode msg 1",
                      exactly_one=(Hash, SecurityAssociation, Nonce), at_most_one=(KeyExchange,),
@@ -173,8 +179,11 @@ def _on_hash1(ctx: ExchangeContext, sa: IkeSa, message: Message, qm: QuickModeSt
     modes = accepted_encapsulation_modes(sa.natt_version, sa.nat)
     choice = choose_esp(offered_proposals(decrypted.first(SecurityAssociation)), esp_policy,
                         allowed_modes=modes, pfs=ke is not None)
+    if len(choice.peer_spi) != 4 or int.from_bytes(choice.peer_spi, "big") < 256:
+        # RFC 4303 §2.1: 1-255 are reserved, 0 is never an SA
+        raise protocol_error(NotifyType.INVALID_SPI, f"ESP SPI {choice.peer_spi.hex()}")
     qm.choice = choice
-    qm.ni_b = raw_body(decrypted.header.next_payload, plaintext, 10)
+    qm.ni_b = check_nonce(raw_body(decrypted.header.next_payload, plaintext, 10))
     qm.nr_b = ctx.random(NONCE_SIZE)
     qm.inbound_spi = spi_allocator()
     qm.remote_selector, qm.local_selector = remote_sel, local_sel
@@ -235,7 +244,8 @@ def _on_hash3(ctx: ExchangeContext, sa: IkeSa, message: Message, qm: QuickModeSt
     require_payloads(decrypted, "quick mode msg 3", exactly_one=(Hash,))
     assert sa.keys is not None and qm.choice is not None
     expected = quick_mode_hash3(sa.keys.prf, sa.keys.skeyid_a, qm.message_id, qm.ni_b, qm.nr_b)
-    verify_hash(expected, decrypted.first(Hash).data, "HASH(3)")
+    verify_hash(expected, decrypted.first(Hash).data, "HASH(3)")  # junk: the QM lives on
+    authenticated(ctx, sa)
     sa.cipher.ivs.forget(qm.message_id)
     _install_child(ctx, sa, qm)
 
