@@ -127,6 +127,9 @@ def build_responder_policy(cfg: ResponderConfig) -> ResponderPolicy:
         # Dynamic subscribers always go through Xauth before Quick Mode (SPEC step 4).
         require_transaction=True,
         export_keys=ike.key_export_file is not None,
+        # Aggressive Mode only with a key bound to the peer's identity: a
+        # HASH_R made with a Main Mode key would expose it to offline cracking
+        aggressive_address_keys=False,
     )
 
 

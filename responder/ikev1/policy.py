@@ -417,6 +417,13 @@ class ResponderPolicy:
     send_unity: bool = True
     #: Our phase 1 identity (IDir); None = the local address the peer used.
     local_identity: Identity | None = None
+    #: Aggressive Mode may use a Main Mode (address / wildcard) key for an
+    #: identity that has no key of its own. Anyone may then ask for a HASH_R
+    #: made with that key and crack it offline, so the daemon's configuration
+    #: (responder/config) turns it off: an unknown identity gets
+    #: AUTHENTICATION-FAILED, as from strongSwan. On here only for in-memory
+    #: tools that use one key for both modes.
+    aggressive_address_keys: bool = True
 
     # ----------------------------------------------------------- rules
     def peer_allowed(self, peer_ip: str) -> bool:

@@ -4,8 +4,6 @@ bound to the peer's identity."""
 
 import copy
 
-import pytest
-
 from responder.ikev1.enums import ExchangeType, IdType, NotifyType, PayloadType
 from responder.ikev1.events import Phase1Established
 from responder.ikev1.message import Header, Message, serialize_with_body
@@ -80,12 +78,11 @@ def test_junk_in_place_of_am3_is_dropped_and_the_real_am3_still_works():
     assert pair.of_type(Phase1Established)
 
 
-@pytest.mark.xfail(strict=True, reason="Aggressive Mode still falls back to the address key: "
-                   "the in-memory client tests use one wildcard key for both modes")
 def test_aggressive_mode_unknown_identity_gets_no_hash_r_of_the_address_key():
     group = Identity(IdType.KEY_ID, "vpngroup")
     policy = ResponderPolicy(psks=(PresharedKey(b"main-mode-key"),
-                                   PresharedKey(PSK, identity=group)))
+                                   PresharedKey(PSK, identity=group)),
+                             aggressive_address_keys=False)
     pair = make_pair(policy, initiator_kwargs=dict(
         identity=Identification(IdType.KEY_ID, b"guessed")))
     [reply] = pair.send(pair.initiator.aggressive_1())
@@ -94,3 +91,15 @@ def test_aggressive_mode_unknown_identity_gets_no_hash_r_of_the_address_key():
     assert message.first(Hash) is None
     assert message.first(Notification).notify_type == NotifyType.AUTHENTICATION_FAILED
     assert pair.responder.sa_count == 0
+
+
+def test_the_daemon_configuration_allows_no_address_key_in_aggressive_mode():
+    from responder.config import build_responder_policy, load_config
+    from tests.unit.test_config_builders import LAB
+
+    policy = build_responder_policy(load_config(LAB))
+    assert policy.aggressive_address_keys is False
+    stranger = Identity(IdType.KEY_ID, "no-such-group")
+    assert policy.psk_for_addresses("198.18.0.1", "198.18.1.5") is not None
+    assert policy.psk_for_identity(stranger, "198.18.0.1", "198.18.1.5",
+                                   fallback=policy.aggressive_address_keys) is None

@@ -81,7 +81,8 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
     id_payload = message.first(Identification)
     sa.identity = peer_identity(id_payload)
     check_identity_allowed(ctx, sa, sa.identity)
-    psk = ctx.policy.psk_for_identity(sa.identity, local[0], remote[0])
+    psk = ctx.policy.psk_for_identity(sa.identity, local[0], remote[0],
+                                      fallback=ctx.policy.aggressive_address_keys)
     if psk is None:
         raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
                              f"no pre-shared key for identity {sa.identity}")
