@@ -229,6 +229,8 @@ class Orchestrator:
         self.flush = flush
         self.aaa_timeout = aaa_timeout
         self.by_sa: dict[str, Subscriber] = {}
+        # subscriber id -> the IKE SA ids bound to it, so a logout need not scan by_sa
+        self._sas_of: dict[int, set[str]] = {}
         self.info: dict[int, SubscriberInfo] = {}
         self.esp_policies = {p.name: build_esp_policy(p) for p in cfg.tunnel_profiles}
         self.profiles = {p.name: p for p in cfg.tunnel_profiles}
@@ -274,7 +276,7 @@ class Orchestrator:
         except TableFullError as exc:
             self._refuse_sa(event.sa_id, "max-interfaces", str(exc))
             return
-        self.by_sa[event.sa_id] = sub
+        self._bind_sa(event.sa_id, sub)
         info = SubscriberInfo(self.key(sub), event.sa_id, event.exchange, event.transform,
                               tuple(sorted(event.vendor_features)), event.local,
                               initial_contact=initial_contact)
@@ -513,7 +515,7 @@ class Orchestrator:
         info.grace.cancel()
         info.grace = None
         standin_info.sa_id = ""  # the stand-in's teardown must leave the SA alone
-        self.by_sa[sa_id] = waiting
+        self._bind_sa(sa_id, waiting)
         info.sa_id, info.exchange, info.transform = sa_id, standin_info.exchange, standin_info.transform
         info.vendor_features, info.local = standin_info.vendor_features, standin_info.local
         waiting.peer = standin.peer
@@ -663,10 +665,18 @@ class Orchestrator:
                                      (sub.teardown_event or Event.ADMIN_LOGOUT).value)
         self.flush()
 
+    def _bind_sa(self, sa_id: str, sub: Subscriber) -> None:
+        previous = self.by_sa.get(sa_id)
+        if previous is not None and previous is not sub:
+            self._sas_of.get(previous.id, set()).discard(sa_id)
+        self.by_sa[sa_id] = sub
+        self._sas_of.setdefault(sub.id, set()).add(sa_id)
+
     def _forget(self, sub: Subscriber) -> None:
         info = self.info.pop(sub.id, None)
-        for sa_id in [s for s, other in self.by_sa.items() if other is sub]:
-            del self.by_sa[sa_id]
+        for sa_id in self._sas_of.pop(sub.id, ()):
+            if self.by_sa.get(sa_id) is sub:
+                del self.by_sa[sa_id]
         if info is not None and info.grace is not None:
             info.grace.cancel()
 
@@ -682,8 +692,9 @@ class Orchestrator:
     # -- commands (from the supervisor) -------------------------------------------------
     def logout(self, keys: list[str], cause: Event) -> int:
         count = 0
+        wanted = set(keys)
         for sub in list(self.table):
-            if self.key(sub) in keys and sub.live:
+            if self.key(sub) in wanted and sub.live:
                 self._teardown(sub, cause)
                 count += 1
         return count
