@@ -224,12 +224,8 @@ def test_cve_2020_1763_bogus_encrypted_informational_without_state():
     assert r.stats["dropped_unknown_cookies"] == 1
 
 
-HALF_OPEN_REASON = ("not in the list: an encrypted Informational on a half-open SA (after MM1 "
-                    "or MM3, before MM5) is answered with a cleartext INVALID_EXCHANGE_TYPE "
-                    "notify, although informationals are never to be answered (docs: no loops)")
 
 
-@pytest.mark.xfail(strict=True, reason=HALF_OPEN_REASON)
 def test_cve_2020_1763_bogus_encrypted_informational_on_half_open_sa_is_silent():
     """CVE-2009-0790 / CVE-2020-1763 on a half-open SA: after MM1 (no keys),
     after MM3 (keys, not established): dropped, unanswered, nothing moves,
@@ -252,8 +248,6 @@ def test_cve_2020_1763_bogus_encrypted_informational_on_half_open_sa_is_silent()
     assert pair.of_type(Phase1Established)
 
 
-@pytest.mark.xfail(strict=True, reason="listed bug: a plaintext Informational deletes a "
-                   "half-open SA (anyone who saw MM2's cookies can kill a login)")
 def test_cve_2020_1763_plaintext_informational_does_not_delete_half_open_sa():
     pair = make_pair()
     r, i = pair.responder, pair.initiator
