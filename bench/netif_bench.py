@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from responder.netif import InterfaceManager, InterfaceSpec  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "netif.json"
-STEPS = ("_open_tun_in_vr", "_open_tun_and_move", "_bring_up", "_add_access_route")
+STEPS = ("_open_tun_in_vr", "_open_tun_and_move", "_bring_up_with_route")
 SINGLE = 200
 
 
