@@ -369,7 +369,7 @@ class Responder:
         except CodecError as exc:
             self._drop("malformed_header", remote, exc)
             return
-        sa = self._lookup(header, data, local, remote, now)
+        sa, message = self._lookup(header, data, local, remote, now)
         if sa is None:
             return
         self._mark_dirty(sa)  # children / Quick Modes may change: re-index
@@ -381,7 +381,8 @@ class Responder:
             return
         ctx = SaContext(self, now)
         try:
-            message = Message.parse(data)
+            if message is None:
+                message = Message.parse(data)
             replies = self._dispatch(ctx, sa, message, local, remote)
         except InvalidTransition as exc:
             self._drop("out_of_order", remote, exc, sa)
@@ -417,20 +418,43 @@ class Responder:
                                                  ExchangeType.AGGRESSIVE)
 
     def _lookup(self, header, data: bytes, local: Address, remote: Address,
-                now: float) -> IkeSa | None:
+                now: float) -> tuple[IkeSa | None, Message | None]:
+        """The SA a datagram belongs to, and the message if parsing it was
+        needed to decide (a message 1 that creates the SA)."""
         if header.responder_cookie == bytes(8):
-            if header.exchange_type not in (ExchangeType.IDENTITY_PROTECTION,
-                                            ExchangeType.AGGRESSIVE) or header.message_id:
+            if header.exchange_type not in _FIRST_MESSAGE or header.message_id:
                 self._drop("zero_cookie_not_phase1", remote)
-                return None
+                return None, None
             existing = self._by_initiator.get((header.initiator_cookie, remote))
             if existing is not None:
-                return existing
-            return self._new_sa(header, local, remote, now)
+                return existing, None
+            message, refused = self._first_message(header, data, remote)
+            if refused:
+                return None, None
+            return self._new_sa(header, local, remote, now), message
         sa = self._by_cookies.get((header.initiator_cookie, header.responder_cookie))
         if sa is None:
             self._drop("unknown_cookies", remote)
-        return sa
+        return sa, None
+
+    def _first_message(self, header, data: bytes,
+                       remote: Address) -> tuple[Message | None, bool]:
+        """(message, refused): only its exchange's message 1 (SA payload, in
+        clear) may create an SA. Anything else (a lone Fragment, KE + Nonce,
+        the E flag set) would hold a half-open slot of its source until
+        `limits.half_open_timeout`, never answered: dropped here. One that does
+        not parse passes (message None): the error boundary answers it with
+        its codec notify (PAYLOAD_MALFORMED, INVALID_PAYLOAD_TYPE) and removes
+        the SA at once (`_fail`)."""
+        try:
+            message = Message.parse(data)
+        except CodecError:
+            return None, False
+        classify, table = _FIRST_MESSAGE[header.exchange_type]
+        if ("start", classify(message)) not in table.transitions:
+            self._drop("not_first_message", remote)
+            return None, True
+        return message, False
 
     def _new_sa(self, header, local: Address, remote: Address, now: float) -> IkeSa | None:
         limits = self.policy.limits
@@ -576,7 +600,9 @@ class Responder:
             if child is not None:
                 self._remove_child(sa, child.child_id, "peer-delete")
         if result.delete_phase1:
+            # nothing more is sent on an SA its peer deleted
             self._delete_phase1(sa, "peer-delete", notify_peer=False, ctx=ctx)
+            return []
         return result.replies
 
     def _authenticated_traffic(self, sa: IkeSa, local: Address, remote: Address,
@@ -833,6 +859,14 @@ class Responder:
                 on_deleted(ctx, sa.sa_id, reason)
         if sa.established:
             self._events.append(Phase1Deleted(sa.sa_id, sa.remote, reason))
+
+
+#: exchange type -> how its messages are classified and its state table: a
+#: message 1 is one whose event leaves the table's "start" state
+_FIRST_MESSAGE = {
+    ExchangeType.IDENTITY_PROTECTION: (main_mode.classify, main_mode.TABLE),
+    ExchangeType.AGGRESSIVE: (aggressive_mode.classify, aggressive_mode.TABLE),
+}
 
 
 def _bump(counter: Counter[str], key: str, delta: int) -> None:

@@ -417,13 +417,11 @@ class ResponderPolicy:
     send_unity: bool = True
     #: Our phase 1 identity (IDir); None = the local address the peer used.
     local_identity: Identity | None = None
-    #: Aggressive Mode may use a Main Mode (address / wildcard) key for an
-    #: identity that has no key of its own. Anyone may then ask for a HASH_R
-    #: made with that key and crack it offline, so the daemon's configuration
-    #: (responder/config) turns it off: an unknown identity gets
-    #: AUTHENTICATION-FAILED, as from strongSwan. On here only for in-memory
-    #: tools that use one key for both modes.
-    aggressive_address_keys: bool = True
+    #: Opt-in: Aggressive Mode may use a Main Mode (address / wildcard) key for
+    #: an identity that has no key of its own. Anyone may then ask for a HASH_R
+    #: made with that key and crack it offline, so it is off: an unknown
+    #: identity gets AUTHENTICATION-FAILED and no HASH_R, as from strongSwan.
+    aggressive_address_keys: bool = False
 
     # ----------------------------------------------------------- rules
     def peer_allowed(self, peer_ip: str) -> bool:

@@ -152,9 +152,6 @@ def test_aggressive_unknown_group_only_group_keys_is_refused_without_hash():
     assert pair.responder.sa_count == 0
 
 
-@pytest.mark.xfail(strict=True, reason="listed bug: Aggressive Mode with an unknown identity "
-                   "gets a HASH_R (the address-bound Main Mode key is used as fallback), "
-                   "so ike-scan --aggressive --id=nosuchgroup can crack that key offline")
 def test_aggressive_unknown_group_gets_no_hash_when_a_main_mode_key_exists():
     policy = ResponderPolicy(psks=(PresharedKey(b"main-mode-key"),
                                    PresharedKey(PSK, identity=GROUP)))
@@ -209,15 +206,7 @@ BENT = {
 }
 
 
-#: same bug as test_hostile_cve.test_cve_2013_6076_fragment_as_first_message_creates_no_sa
-LINGERING_HALF_OPEN = pytest.mark.xfail(strict=True, reason=(
-    "not in the list: a message 1 (zero responder cookie) that fails classification (here: "
-    "E flag set, so taken for MM5) is dropped as out of order but leaves a half-open SA"))
-
-
-@pytest.mark.parametrize("bend", [
-    pytest.param(b, marks=LINGERING_HALF_OPEN) if b in ("flags=encrypted", "flags=all") else b
-    for b in BENT], ids=list(BENT))
+@pytest.mark.parametrize("bend", list(BENT), ids=list(BENT))
 def test_bent_ike_scan_probes_are_refused_or_answered_never_crash(bend):
     pair = make_pair()
     r = pair.responder

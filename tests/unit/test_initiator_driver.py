@@ -13,7 +13,8 @@ from clients.ikev1_initiator import IdentitySpec, InitiatorConfig, Mode
 from clients.ikev1_initiator.__main__ import main as cli_main
 from clients.ikev1_initiator.driver import run_sessions
 from responder.ikev1.engine import Responder
-from responder.ikev1.policy import Limits, PresharedKey, ResponderPolicy
+from responder.ikev1.enums import IdType
+from responder.ikev1.policy import Identity, Limits, PresharedKey, ResponderPolicy
 
 PSK = b"loopback-key"
 
@@ -43,7 +44,10 @@ async def serve(engine: Responder) -> tuple[dict, int, int]:
 
 def engine() -> Responder:
     limits = Limits(max_half_open_per_peer=1000, max_sas_per_peer=1000)
-    return Responder(ResponderPolicy(psks=(PresharedKey(PSK),), force_encap=True, limits=limits))
+    # the Main Mode key, and the same key bound to the group (keyid:vr1) the
+    # sessions log in with: Aggressive Mode only answers with a bound key
+    psks = (PresharedKey(PSK), PresharedKey(PSK, identity=Identity(IdType.KEY_ID, "vr1")))
+    return Responder(ResponderPolicy(psks=psks, force_encap=True, limits=limits))
 
 
 def test_many_sessions_over_loopback_share_two_sockets():

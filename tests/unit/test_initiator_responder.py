@@ -61,6 +61,9 @@ from responder.ikev1.policy import (
 SERVER = ("198.18.0.1", 500)
 CLIENT = ("198.18.1.2", 500)
 PSK = b"group-key-vr1"
+#: the identity `config` logs in with; Aggressive Mode only answers with a key
+#: bound to it (policy.aggressive_address_keys is off)
+GROUP = Identity(IdType.KEY_ID, "vr1")
 USERS = {"user001": b"pw-user001"}
 
 
@@ -117,7 +120,7 @@ class FakeXauthModeConfig:
 
 
 def responder(*, xauth: bool = False, seed: int = 1, **policy) -> Responder:
-    policy.setdefault("psks", (PresharedKey(PSK),))
+    policy.setdefault("psks", (PresharedKey(PSK), PresharedKey(PSK, identity=GROUP)))
     engine = Responder(ResponderPolicy(**policy), rng=seeded(seed))
     if xauth:
         engine.register_exchange(ExchangeType.TRANSACTION, FakeXauthModeConfig(USERS))

@@ -103,3 +103,84 @@ def test_the_daemon_configuration_allows_no_address_key_in_aggressive_mode():
     assert policy.psk_for_addresses("198.18.0.1", "198.18.1.5") is not None
     assert policy.psk_for_identity(stranger, "198.18.0.1", "198.18.1.5",
                                    fallback=policy.aggressive_address_keys) is None
+
+
+# -------------------------------------------- only a real message 1 creates an SA
+def _not_first_messages():
+    from responder.ikev1.enums import HeaderFlag
+    from responder.ikev1.payloads import Fragment, KeyExchange, Nonce
+    from tests.unit.test_hostile_cve import raw
+    from tests.unit.test_hostile_ikescan import AM, MM, aggressive_probe, main_mode_probe
+
+    def encrypted(data: bytes) -> bytes:
+        return data[:19] + bytes([HeaderFlag.ENCRYPTION]) + data[20:]
+
+    def cookie(n: int) -> bytes:
+        return n.to_bytes(8, "big")
+
+    return [
+        lambda n: raw(cookie(n), bytes(8), MM, [Fragment(0, 1, b"abc", Fragment.LAST_FRAGMENT)]),
+        lambda n: raw(cookie(n), bytes(8), AM, [KeyExchange(bytes(128)), Nonce(bytes(32))]),
+        lambda n: encrypted(main_mode_probe(cookie=cookie(n))),
+        lambda n: encrypted(aggressive_probe("vpngroup", cookie=cookie(n))),
+    ]
+
+
+def test_messages_that_are_no_message_1_hold_no_half_open_slot():
+    """Many more than the per-source half-open limit of junk message 1s (no SA
+    payload, or the E flag set) from one address: each is dropped and
+    counted, no SA is started, and a real MM1 from that address still gets
+    its MM2 afterwards."""
+    from tests.unit.test_hostile_ikescan import main_mode_probe
+
+    pair = make_pair()
+    r = pair.responder
+    limit = r.policy.limits.max_half_open_per_peer
+    makers = _not_first_messages()
+    count = 0
+    for n in range(3 * limit):
+        for make in makers:
+            assert pair.send(make(1000 + 10 * n + makers.index(make))) == []
+            count += 1
+    assert r.sa_count == 0 and r.stats["phase1_started"] == 0
+    assert r.stats["dropped_not_first_message"] == count
+    assert r.get_timer() is None
+    [reply] = pair.send(main_mode_probe(cookie=b"realmm1!"))
+    assert Message.parse(reply).header.exchange_type == ExchangeType.IDENTITY_PROTECTION
+    assert r.sa_count == 1 and r.stats["phase1_started"] == 1
+
+
+def test_valid_message_1s_still_meet_the_per_source_half_open_limit_after_junk():
+    from tests.unit.test_hostile_ikescan import main_mode_probe
+
+    pair = make_pair()
+    r = pair.responder
+    limit = r.policy.limits.max_half_open_per_peer
+    for n, make in enumerate(_not_first_messages()):
+        pair.send(make(n + 1))
+    answered = sum(len(pair.send(main_mode_probe(cookie=(500 + n).to_bytes(8, "big"))))
+                   for n in range(limit + 3))
+    assert answered == limit and r.sa_count == limit
+    assert r.stats["dropped_half_open_peer_limit"] == 3
+
+
+# -------------------------------------------- Aggressive Mode keys: secure default
+def test_core_policy_gives_aggressive_mode_no_address_key_by_default():
+    assert ResponderPolicy().aggressive_address_keys is False
+    pair = make_pair(ResponderPolicy(psks=(PresharedKey(PSK),)))  # one wildcard key only
+    [reply] = pair.send(pair.initiator.aggressive_1())
+    message = Message.parse(reply)
+    assert message.header.exchange_type == ExchangeType.INFORMATIONAL
+    assert message.first(Hash) is None
+    assert message.first(Notification).notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.responder.sa_count == 0
+
+
+def test_aggressive_mode_address_key_fallback_is_an_explicit_opt_in():
+    policy = ResponderPolicy(psks=(PresharedKey(PSK),), aggressive_address_keys=True)
+    pair = make_pair(policy)
+    i = pair.initiator
+    [reply] = pair.send(i.aggressive_1())
+    i.handle_aggressive_2(reply)  # HASH_R made with the wildcard key
+    assert pair.send(i.aggressive_3()) == []
+    assert pair.of_type(Phase1Established)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from responder.ikev1.crypto.phase2 import informational_hash
-from responder.ikev1.enums import CfgType, ConfigAttribute, ExchangeType
+from responder.ikev1.enums import CfgType, ConfigAttribute, ExchangeType, IdType
 from responder.ikev1.events import Phase1Established
 from responder.ikev1.exchanges.common import bytes_after_first_payload
 from responder.ikev1.exchanges.transaction import TransactionPolicy, TransactionTask
 from responder.ikev1.message import Message, parse_header
 from responder.ikev1.modecfg import ModeConfig
 from responder.ikev1.payloads import AttributePayload, DataAttribute, Delete, Hash, serialize_payloads
-from responder.ikev1.policy import PresharedKey, ResponderPolicy
+from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
 from tests.helpers.ikev1_pair import PSK, Pair, make_pair
 
@@ -150,7 +150,9 @@ def start(policy: TransactionPolicy | None = None, *, exchange: str = "main",
     """Phase 1 in memory with the task registered; returns the Transaction
     datagrams the responder sent right after phase 1 (phase 1 reply first
     handled by the initiator, whatever the order on the wire)."""
-    engine_policy = ResponderPolicy(psks=(PresharedKey(PSK),),
+    # Aggressive Mode needs a key bound to the initiator's IDii (its address)
+    client_id = Identity(IdType.IPV4_ADDR, "198.18.1.2")
+    engine_policy = ResponderPolicy(psks=(PresharedKey(PSK), PresharedKey(PSK, identity=client_id)),
                                     require_transaction=require_transaction)
     pair = make_pair(engine_policy, **pair_kwargs)
     task = TransactionTask.attach(pair.responder, policy)

@@ -86,10 +86,13 @@ def handle(ctx: ExchangeContext, sa: IkeSa, message: Message) -> PeerRequests:
     require_payloads(decrypted, "informational", exactly_one=(Hash,),
                      allowed=(Notification, Delete))
     for payload in decrypted.payloads[1:]:
-        if isinstance(payload, Notification):
-            _on_notify(ctx, sa, payload, result)
-        elif isinstance(payload, Delete):
-            _on_delete(ctx, sa, payload, result)
+        handler = _PAYLOAD_HANDLERS.get(type(payload))
+        if handler is not None:
+            handler(ctx, sa, payload, result)
+        if result.delete_phase1:
+            # the SA this message came on is gone: what follows would act on
+            # (or answer on) a deleted SA (the pattern of CVE-2023-38712)
+            break
     return result
 
 
@@ -155,6 +158,10 @@ def _on_delete(ctx: ExchangeContext, sa: IkeSa, delete: Delete, result: PeerRequ
         result.alive = result.alive or any(sa.child_by_spi(spi) for spi in delete.spis)
     else:
         ctx.sa_log(sa).info("delete for protocol %s ignored", delete.protocol_id)
+
+
+#: payload class -> its handler (require_payloads admits only these after HASH)
+_PAYLOAD_HANDLERS = {Notification: _on_notify, Delete: _on_delete}
 
 
 # ---------------------------------------------------------------------------
