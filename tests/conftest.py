@@ -17,6 +17,20 @@ from lab.parts import require
 LAB_PROGRAMS = ("mnexec", "ip", "tc", "nft", "brctl", "sysctl", "ping", "tcpdump")
 
 
+# registered here, not in tests/lab/conftest.py, so that `pytest --help` lists them
+def pytest_addoption(parser):
+    group = parser.getgroup("lab", "dynipsec lab (network namespaces)")
+    group.addoption("--lab-keep", action="store_true", default=False,
+                    help="if a lab test fails, keep the session lab up when the tests are "
+                         "done and print how to enter it (dynipsec lab exec HOST -- CMD) and "
+                         "how to end it (dynipsec lab down, or dynipsec lab clean if this "
+                         "process was killed); pytest waits until then")
+    group.addoption("--lab-pcap", action="store_true", default=False,
+                    help="capture the router's access LAN during every test that uses the "
+                         "session lab, into the test's evidence directory "
+                         "(runs/<timestamp>/<test>/access-lan.pcap)")
+
+
 def lab_unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "lab test: needs root (it builds real network namespaces)"

@@ -11,38 +11,16 @@ import time
 import pytest
 
 from clients import ClientError, ClientSettings, make_client
-from lab.gateways import make_gateway, plan_from_topology
 from lab.scenario import ClientPlan, Scenario, ScenarioRunner, format_table
+from tests.lab.conftest import client_for
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
-def plan(lab):
-    return plan_from_topology(lab.topology)
-
-
-@pytest.fixture(scope="module")
-def gateway(lab, plan):
-    workdir = lab.node_dir(lab.topology.router_name) / "gateway-strongswan-tests"
-    with make_gateway("strongswan", lab.router, workdir, plan, lab) as running:
+def gateway(gateway_factory):
+    with gateway_factory("strongswan", "strongswan-tests") as running:
         yield running
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def client_for(lab, plan, node: str, kind: str, mode: str, user: str, group: str = "vr1"):
-    settings = ClientSettings(gateway=plan.gateway, group=group, psk=plan.psk_for(group, mode),
-                              user=user, password=plan.users[user], mode=mode,
-                              remote_networks=(plan.group(group).intranet,))
-    return make_client(kind, lab.node(node), lab.node_dir(node), settings, tracker=lab)
 
 
 def pid_alive(pid: int) -> bool:
@@ -89,7 +67,7 @@ def test_many_clients_at_once(lab, plan, gateway):
 
 
 @pytest.mark.parametrize("kind", ["strongswan", "vpnc"])
-def test_disconnect_sends_delete(lab, plan, gateway, kind):
+def test_disconnect_sends_delete(lab, plan, gateway, kind, wait_until):
     user = {"strongswan": "user201", "vpnc": "user202"}[kind]
     node = {"strongswan": "dlc21", "vpnc": "dlc22"}[kind].replace("dl", lab.topology.prefix, 1)
     with client_for(lab, plan, node, kind, "aggressive", user) as client:

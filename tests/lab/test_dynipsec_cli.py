@@ -21,10 +21,7 @@ import pytest
 import yaml
 
 from clients import ClientError
-from lab.gateways import plan_from_topology
-from lab.gateways.dynipsec import DynipsecGateway
-
-from .test_dynipsec_login import client_for, node_name, wait_until
+from tests.lab.conftest import client_for, node_name
 
 pytestmark = pytest.mark.lab
 
@@ -34,14 +31,8 @@ WRONG_PASSWORD = "not-the-password-9d"
 
 
 @pytest.fixture(scope="module")
-def plan(lab):
-    return plan_from_topology(lab.topology)
-
-
-@pytest.fixture(scope="module")
-def gateway(lab, plan):
-    workdir = lab.node_dir(lab.topology.router_name) / "gateway-dynipsec-cli"
-    gw = DynipsecGateway(lab.router, workdir, plan, lab, aaa="local")
+def gateway(gateway_factory):
+    gw = gateway_factory("dynipsec", "dynipsec-cli", aaa="local")
     gw.config["metrics"] = {"enabled": True, "address": "127.0.0.1", "port": 9477}
     gw.config["logging"] = {"level": "info", "format": "json"}
     # the log file is appended to: this module reads what its own run wrote
@@ -91,7 +82,7 @@ def logged_in(gateway) -> set[str]:
     return {row["user"] for row in gateway.subscriber_rows()}
 
 
-def test_cli_metrics_reload_and_logout(lab, plan, gateway):
+def test_cli_metrics_reload_and_logout(lab, plan, gateway, wait_until):
     vr1, vr2 = plan.group("vr1"), plan.group("vr2")
     before = scrape(lab)
     assert metric(before, "dynipsec_subscribers") == 0
@@ -266,7 +257,7 @@ def _secrets(config: dict) -> set[str]:
     return found | {NEW_PASSWORD, WRONG_PASSWORD}
 
 
-def test_json_log_subscriber_ids_refusals_and_no_secrets(lab, plan, gateway):
+def test_json_log_subscriber_ids_refusals_and_no_secrets(lab, plan, gateway, wait_until):
     """After the logins above and one with a wrong password: every log line is JSON,
     each subscriber event carries its id from phase 1 to logout, refusals say why, and
     not one PSK, password or RADIUS/DAE secret of the configuration is in the log."""

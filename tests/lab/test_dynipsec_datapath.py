@@ -27,11 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.gateways import plan_from_topology
-from lab.gateways.dynipsec import DynipsecGateway
 from lab.iperf import IperfJob, run_iperf_client, start_servers, stop_servers
 from lab.scenario import icmp_in_echos
-from tests.lab.test_dynipsec_login import acct_records, cli, client_for, wait_until
+from tests.lab.conftest import cli, client_for
+from tests.lab.test_dynipsec_login import acct_records
 
 pytestmark = pytest.mark.lab
 
@@ -50,14 +49,8 @@ CLIENTS = [
 
 
 @pytest.fixture(scope="module")
-def plan(lab):
-    return plan_from_topology(lab.topology)
-
-
-@pytest.fixture(scope="module")
-def gateway(lab, plan):
-    workdir = lab.node_dir(lab.topology.router_name) / "gateway-dynipsec-datapath"
-    with DynipsecGateway(lab.router, workdir, plan, lab, aaa="local") as gw:
+def gateway(gateway_factory):
+    with gateway_factory("dynipsec", "dynipsec-datapath", aaa="local") as gw:
         assert gw.daemon.config["ike"]["force_encap"] is False
         yield gw
 
@@ -83,13 +76,8 @@ def client_node(lab, index) -> str:
 
 
 def connect(lab, plan, kind, mode, group, natt, index, user, **extra):
-    from clients import ClientSettings, make_client
-    node = client_node(lab, index)
-    settings = ClientSettings(gateway=plan.gateway, group=group, psk=plan.psk_for(group, mode),
-                              user=user, password=plan.users[user], mode=mode,
-                              remote_networks=(plan.group(group).intranet,), natt=natt, **extra)
-    client = make_client(kind, lab.node(node), lab.node_dir(node), settings, tracker=lab)
-    return client
+    return client_for(lab, plan, client_node(lab, index), kind, mode, user, group,
+                      natt=natt, **extra)
 
 
 def tcp_in_segs(host) -> int:
@@ -116,7 +104,7 @@ def servers_of(lab, plan):
 
 
 @pytest.mark.parametrize("case", CLIENTS, ids=[c[0] for c in CLIENTS])
-def test_ping_and_tcp_to_own_vr(lab, plan, gateway, iperf_servers, case):
+def test_ping_and_tcp_to_own_vr(lab, plan, gateway, iperf_servers, case, wait_until):
     _, kind, mode, group, natt, index, user = case
     other = [g.group for g in plan.groups if g.group != group][0]
     servers = servers_of(lab, plan)
@@ -174,7 +162,7 @@ print(esp[:4].hex())
 """
 
 
-def test_replayed_and_tampered_esp_dropped_and_counted(lab, plan, gateway):
+def test_replayed_and_tampered_esp_dropped_and_counted(lab, plan, gateway, wait_until):
     node_name = client_node(lab, 37)
     node = lab.node(node_name)
     slot = lab.clients[37]
@@ -224,7 +212,7 @@ for _ in range(3):
 """
 
 
-def test_inner_source_not_the_subscribers_dropped(lab, plan, gateway):
+def test_inner_source_not_the_subscribers_dropped(lab, plan, gateway, wait_until):
     """vpnc puts whatever reaches tun0 into ESP: a spoofed inner source reaches the
     gateway, which drops it (bad_inner_source) before the VR sees it."""
     node_name = client_node(lab, 35)

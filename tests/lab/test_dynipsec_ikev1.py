@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from lab.parts import PROGRAMS, require
+from tests.lab.conftest import cli
 
 pytestmark = pytest.mark.lab
 
@@ -43,13 +44,6 @@ BAD_MARKERS = ("Malformed", "Expert Info (Error", "[Malformed")
 LOGINS = [("strongswan", "main", "vr1", 10, "user010"),
           ("strongswan", "aggressive", "vr2", 11, "user011"),
           ("vpnc", "aggressive", "vr1", 12, "user012")]
-
-
-@pytest.fixture(scope="module")
-def plan(lab):
-    from lab.gateways import plan_from_topology
-
-    return plan_from_topology(lab.topology)
 
 
 def direct_clients(lab):
@@ -82,23 +76,6 @@ def gateway(lab, plan, static_slot):
         yield gw
 
 
-def cli(gateway, *args) -> dict:
-    run = subprocess.run([sys.executable, "-m", "responder", *args, "-s",
-                          gateway.daemon.control_socket], capture_output=True, text=True,
-                         timeout=30)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
-
-
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def run_initiator(lab, node: str, *args: str, psk: str, timeout: float = 30) -> dict:
     """`python -m clients.ikev1_initiator` in a client's namespace; the session line."""
     workdir = lab.node_dir(node)
@@ -124,7 +101,7 @@ def run_initiator(lab, node: str, *args: str, psk: str, timeout: float = 30) -> 
     return lines[0]
 
 
-def test_strongswan_and_vpnc_logins_are_dynamic(lab, plan, gateway, record_property):
+def test_strongswan_and_vpnc_logins_are_dynamic(lab, plan, gateway, record_property, wait_until):
     from clients import ClientSettings, make_client
 
     started = time.monotonic()
@@ -177,7 +154,7 @@ def test_static_phase1_cannot_negotiate_dynamic_phase2(lab, plan, gateway, stati
     assert line["notify"] == "INVALID_ID_INFORMATION", line
 
 
-def test_dynamic_phase1_cannot_negotiate_static_selectors(lab, plan, gateway):
+def test_dynamic_phase1_cannot_negotiate_static_selectors(lab, plan, gateway, wait_until):
     node = lab.clients[14].name
     user = "user014"
     password_file = lab.node_dir(node) / "ikev1-d3.pw"

@@ -24,10 +24,9 @@ import pytest
 
 from clients import ClientError
 from clients.strongswan import CONNECTION
-from lab.gateways import plan_from_topology
 from lab.gateways.dynipsec import DynipsecGateway
-from tests.lab.test_dynipsec_login import (acct_records, cli, client_for, node_name,
-                                           resources_in_use, vr_cmd, wait_until)
+from tests.lab.conftest import cli, client_for, node_name, poll_until
+from tests.lab.test_dynipsec_login import acct_records, resources_in_use, vr_cmd
 
 pytestmark = pytest.mark.lab
 
@@ -42,11 +41,10 @@ CYCLES = 200
 EXPECTED_CAUSE: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module")
-def plan(lab):
+@pytest.fixture(scope="module", autouse=True)
+def fifty_clients(lab):
     if len([c for c in lab.clients if not c.behind_nat]) < 50:
         pytest.skip("needs the 50 access-LAN clients of the default lab (clients 40-49)")
-    return plan_from_topology(lab.topology)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +71,7 @@ def log_since(gateway, offset: int) -> str:
 
 
 def stop_of(lab, acct_session_id: str, timeout: float = 5.0) -> dict:
-    assert wait_until(lambda: any(r["Acct-Status-Type"] == "Stop"
+    assert poll_until(lambda: any(r["Acct-Status-Type"] == "Stop"
                                   for r in acct_records(lab, acct_session_id)), timeout), \
         acct_records(lab, acct_session_id)
     records = acct_records(lab, acct_session_id)
@@ -84,7 +82,7 @@ def stop_of(lab, acct_session_id: str, timeout: float = 5.0) -> dict:
 
 def check_released(lab, gateway, row: dict, timeout: float = 3.0) -> None:
     """Interface, /32 route, address and licenses of `row` are gone."""
-    assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), timeout), \
+    assert poll_until(lambda: resources_in_use(gateway) == (0, 0, 0), timeout), \
         resources_in_use(gateway)
     assert not vr_cmd(lab, row["netns"], f"ip route show {row['address']}/32").strip()
     assert row["interface"] not in vr_cmd(lab, row["netns"], "ip -o link show")
@@ -92,7 +90,7 @@ def check_released(lab, gateway, row: dict, timeout: float = 3.0) -> None:
 
 # -- a. licenses ------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["subscriber", "tunnel"])
-def test_last_license_refused_then_granted(lab, plan, acct_mark, kind):
+def test_last_license_refused_then_granted(lab, plan, acct_mark, kind, wait_until):
     """One license of `kind` left (the other pool large): of two simultaneous strongSwan
     logins one is refused with the license reason (Xauth FAIL, no address), the other
     works; once it logs out the refused one logs in."""
@@ -155,7 +153,7 @@ def test_last_license_refused_then_granted(lab, plan, acct_mark, kind):
 
 
 # -- i. remote delete grace -------------------------------------------------------------------
-def test_remote_delete_grace_reattaches_then_logs_out(lab, plan, acct_mark, record_property):
+def test_remote_delete_grace_reattaches_then_logs_out(lab, plan, acct_mark, record_property, wait_until):
     """strongSwan deletes all its SAs and comes back at once: the same subscriber continues
     (address, interface, accounting session); it deletes them again and stays away: logged
     out after the grace, one Start and one Stop (User-Request).
@@ -206,7 +204,7 @@ def test_remote_delete_grace_reattaches_then_logs_out(lab, plan, acct_mark, reco
 
 
 # -- b. client killed: DPD --------------------------------------------------------------------
-def test_client_killed_dpd_tears_down(lab, plan, gateway, record_property):
+def test_client_killed_dpd_tears_down(lab, plan, gateway, record_property, wait_until):
     """strongSwan SIGKILLed (no Delete): DPD 2 s / 6 s declares the peer dead; interface,
     route, address and licenses go; Stop with Lost-Carrier."""
     user = "user203"
@@ -229,7 +227,7 @@ def test_client_killed_dpd_tears_down(lab, plan, gateway, record_property):
 
 
 # -- c. idle timeout --------------------------------------------------------------------------
-def test_idle_timeout_counts_data_only(lab, plan, gateway, record_property):
+def test_idle_timeout_counts_data_only(lab, plan, gateway, record_property, wait_until):
     """Local user with idle timeout 4 s: pings through the tunnel for longer than that
     keep it; then silent (our DPD probes every 2 s and the client's answers are IKE,
     not data) it goes after ~4 s; Stop with Idle-Timeout."""
@@ -260,7 +258,7 @@ def test_idle_timeout_counts_data_only(lab, plan, gateway, record_property):
 
 
 # -- j. INITIAL-CONTACT -----------------------------------------------------------------------
-def test_initial_contact_drops_the_old_session(lab, plan, gateway, record_property):
+def test_initial_contact_drops_the_old_session(lab, plan, gateway, record_property, wait_until):
     """vpnc killed (no Delete) and started again on the same host: its INITIAL-CONTACT
     removes the old subscriber at once (long before DPD would), the new one works."""
     user = "user206"
@@ -309,7 +307,7 @@ def _snapshot(lab, plan, gateway) -> dict:
     return snap
 
 
-def test_many_cycles_leave_nothing_behind(lab, plan, gateway, record_property):
+def test_many_cycles_leave_nothing_behind(lab, plan, gateway, record_property, wait_until):
     """200 Xauth + Mode-Config + Quick Mode logins and Deletes by the project's initiator
     (users 001-200 from one host) plus 3 strongSwan cycles: licenses, pools, SAs,
     interfaces and routes of both VRs exactly as before."""
@@ -374,7 +372,7 @@ def test_many_cycles_leave_nothing_behind(lab, plan, gateway, record_property):
 
 
 # -- d. a Stop with the right cause for every Start -------------------------------------------
-def test_every_start_has_exactly_one_stop(lab, gateway, acct_mark):
+def test_every_start_has_exactly_one_stop(lab, gateway, acct_mark, wait_until):
     """Across the module (both license gateways and the lifecycle gateway): every
     Acct-Session-Id with a Start has exactly one Stop, with the cause its test expects."""
     assert wait_until(lambda: not gateway.subscribers(), GRACE + 4)

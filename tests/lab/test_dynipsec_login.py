@@ -21,10 +21,9 @@ import time
 
 import pytest
 
-from clients import ClientError, ClientSettings, make_client
-from lab.gateways import plan_from_topology
-from lab.gateways.dynipsec import DynipsecGateway
+from clients import ClientError
 from lab.scenario import icmp_in_echos
+from tests.lab.conftest import cli, client_for, node_name, poll_until
 
 pytestmark = pytest.mark.lab
 
@@ -32,29 +31,11 @@ LOGINS = [("strongswan", "main", "vr1"), ("strongswan", "aggressive", "vr2"),
           ("vpnc", "aggressive", "vr1")]
 
 
-@pytest.fixture(scope="module")
-def plan(lab):
-    return plan_from_topology(lab.topology)
-
-
 @pytest.fixture(scope="module", params=["local", "radius"])
-def gateway(request, lab, plan):
-    workdir = lab.node_dir(lab.topology.router_name) / f"gateway-dynipsec-{request.param}"
-    with DynipsecGateway(lab.router, workdir, plan, lab, aaa=request.param) as gw:
+def gateway(request, lab, plan, gateway_factory):
+    with gateway_factory("dynipsec", f"dynipsec-{request.param}", aaa=request.param) as gw:
         yield gw
     assert not _subscriber_links(lab, plan), "interfaces left after the gateway stopped"
-
-
-def node_name(lab, index: int) -> str:
-    return lab.clients[index].name
-
-
-def client_for(lab, plan, node: str, kind: str, mode: str, user: str, group: str,
-               password: str | None = None):
-    settings = ClientSettings(gateway=plan.gateway, group=group, psk=plan.psk_for(group, mode),
-                              user=user, password=password or plan.users[user], mode=mode,
-                              remote_networks=(plan.group(group).intranet,))
-    return make_client(kind, lab.node(node), lab.node_dir(node), settings, tracker=lab)
 
 
 def vr_cmd(lab, netns: str, command: str) -> str:
@@ -69,24 +50,6 @@ def _subscriber_links(lab, plan) -> list[str]:
     return found
 
 
-def cli(gateway, *args) -> dict:
-    """`dynipsec show|logout ... --json` against the gateway's control socket."""
-    run = subprocess.run([sys.executable, "-m", "responder", *args, "-s",
-                          gateway.daemon.control_socket], capture_output=True, text=True,
-                         timeout=30)
-    assert run.returncode == 0, run.stderr
-    return json.loads(run.stdout)
-
-
-def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def resources_in_use(gateway) -> tuple[int, int, int]:
     licenses = gateway.show("licenses")
     pools = gateway.show("pools")
@@ -99,15 +62,15 @@ def acct_records(lab, session_id: str) -> list[dict]:
 
 
 def check_logged_out(lab, gateway, user: str, row: dict) -> None:
-    assert wait_until(lambda: user not in {s.user for s in gateway.subscribers()}, 5)
+    assert poll_until(lambda: user not in {s.user for s in gateway.subscribers()}, 5)
     route = vr_cmd(lab, row["netns"], f"ip route show {row['address']}/32")
     assert not route.strip(), route
     assert row["interface"] not in vr_cmd(lab, row["netns"], "ip -o link show")
-    assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), 3), resources_in_use(gateway)
+    assert poll_until(lambda: resources_in_use(gateway) == (0, 0, 0), 3), resources_in_use(gateway)
 
 
 @pytest.mark.parametrize("kind,mode,group", LOGINS, ids=["-".join(x) for x in LOGINS])
-def test_login_config_route_ping_teardown(lab, plan, gateway, kind, mode, group):
+def test_login_config_route_ping_teardown(lab, plan, gateway, kind, mode, group, wait_until):
     index = LOGINS.index((kind, mode, group)) + (0 if gateway.aaa == "local" else 3)
     user = f"user{21 + index:03d}"
     node = node_name(lab, 20 + index)
@@ -203,7 +166,7 @@ def test_wrong_password_retried_then_refused(lab, plan, gateway, kind):
     assert resources_in_use(gateway) == (0, 0, 0)
 
 
-def test_worker_killed_logs_its_subscribers_out(lab, plan, gateway):
+def test_worker_killed_logs_its_subscribers_out(lab, plan, gateway, wait_until):
     """SIGKILL the worker holding a subscriber: Stop with Port-Error, address and
     licenses back, interface gone, a new worker; a new login works."""
     if gateway.aaa != "local":
@@ -235,7 +198,7 @@ def test_worker_killed_logs_its_subscribers_out(lab, plan, gateway):
     assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), 5)
 
 
-def test_admin_logout_and_sigterm(lab, plan, gateway):
+def test_admin_logout_and_sigterm(lab, plan, gateway, wait_until):
     """Admin logout by user sends Delete (Admin-Reset); SIGTERM logs everyone out
     (Admin-Reboot) and leaves nothing behind. Runs last: it restarts the gateway."""
     if gateway.aaa != "local":
@@ -258,7 +221,7 @@ def test_admin_logout_and_sigterm(lab, plan, gateway):
     gateway.start()  # the module fixture stops it again
 
 
-def test_radius_disconnect_and_session_timeout(lab, plan, gateway):
+def test_radius_disconnect_and_session_timeout(lab, plan, gateway, wait_until):
     """RFC 5176 Disconnect-Request from FreeRADIUS logs a subscriber out (Admin-Reset);
     RADIUS Session-Timeout 5 s ends radius-short's session (Session-Timeout)."""
     if gateway.aaa != "radius":

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,18 +27,8 @@ PYTHON = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv").exists() els
 
 
 @pytest.fixture(scope="module")
-def plan(lab):
-    from lab.gateways import plan_from_topology
-
-    return plan_from_topology(lab.topology)
-
-
-@pytest.fixture(scope="module")
-def gateway(lab, plan):
-    from lab.gateways import make_gateway
-
-    workdir = lab.node_dir(lab.topology.router_name) / "gateway-strongswan-initiator"
-    with make_gateway("strongswan", lab.router, workdir, plan, lab) as running:
+def gateway(gateway_factory):
+    with gateway_factory("strongswan", "strongswan-initiator") as running:
         yield running
 
 
@@ -80,20 +69,11 @@ def finish(lab, process: subprocess.Popen, timeout: float = 90) -> tuple[int, li
     return process.returncode, lines, summary, err
 
 
-def wait_until(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.mark.parametrize("mode, group, user, index", [
     ("main", "vr1", "user061", 20),
     ("aggressive", "vr2", "user062", 21),
 ])
-def test_login_against_reference_gateway(lab, plan, gateway, mode, group, user, index, record_property):
+def test_login_against_reference_gateway(lab, plan, gateway, mode, group, user, index, record_property, wait_until):
     vr = plan.group(group)
     process = start_initiator(lab, client_node(lab, index), mode=mode, group=group,
                               psk=plan.psk_for(group, mode), user=user,
@@ -120,7 +100,7 @@ def test_login_against_reference_gateway(lab, plan, gateway, mode, group, user, 
           f"quick mode {line['quick_mode_ms']} ms")
 
 
-def test_burst_of_sessions_from_one_host(lab, plan, gateway):
+def test_burst_of_sessions_from_one_host(lab, plan, gateway, wait_until):
     """Many sessions in one process: 20 aggressive-mode logins, users in turn."""
     group, count = "vr1", 20
     node = client_node(lab, 22)

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from clients import ClientSettings, make_client
-from lab.gateways import make_gateway, plan_from_topology
+from lab.gateways import make_gateway
 from lab.iperf import IperfError, IperfJob, IperfServer, run_concurrently, run_iperf_client
 
 pytestmark = pytest.mark.lab
@@ -21,11 +21,6 @@ PORT = 5391
 
 def alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}")
-
-
-@pytest.fixture(scope="module")
-def plan(lab):
-    return plan_from_topology(lab.topology)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.conftest import poll_until
+
 pytestmark = pytest.mark.lab
 
 DYNIPSEC = [sys.executable, "-m", "responder.cli"]
@@ -58,20 +60,11 @@ def snapshot(prefix: str, run_root: Path | None = None) -> dict:
             "mounts": mounts_mentioning(f"/netns/{prefix}", *(str(run_root),) if run_root else ())}
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def assert_nothing_left(prefix: str, before: dict, pids: set[int], inodes: set[int]) -> None:
     assert snapshot(prefix) == before, "namespaces, links or mounts left behind"
-    assert wait_until(lambda: not [p for p in pids if living(p)], 5), \
+    assert poll_until(lambda: not [p for p in pids if living(p)], 5), \
         f"processes left: {[p for p in pids if living(p)]}"
-    assert wait_until(lambda: not processes_in(inodes), 5), "processes left in lab namespaces"
+    assert poll_until(lambda: not processes_in(inodes), 5), "processes left in lab namespaces"
     from lab.state import state_path
     assert not state_path(prefix).exists(), "state file left behind"
 
@@ -108,7 +101,7 @@ def dynipsec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*DYNIPSEC, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_killed_keeper_then_clean_leaves_nothing(make_prefix, tmp_path):
+def test_killed_keeper_then_clean_leaves_nothing(make_prefix, tmp_path, wait_until):
     from lab.state import load_state
 
     prefix = make_prefix("k")
