@@ -83,10 +83,12 @@ Quirk = Literal["initial-contact", "no-mode-config", "natt-off"]
 class ClientSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$", description="how steps refer to it")
     host: str = Field(description="client host without prefix: c1, n2")
-    kind: Literal["strongswan", "vpnc", "initiator"]
-    mode: Literal["main", "aggressive"] = "aggressive"
+    kind: Literal["strongswan", "vpnc", "initiator"] = Field(
+        description="real client, or the lab's scriptable IKEv1 initiator")
+    mode: Literal["main", "aggressive"] = Field(default="aggressive",
+                                                description="IKEv1 phase 1 exchange (vpnc: aggressive)")
     group: str = Field(default="vr1", description="IKE group (key-id), a group of the topology")
-    user: str
+    user: str = Field(description="Xauth user")
     password: str | None = Field(default=None, description="default: the topology's password")
     address: str | None = Field(default=None, pattern=r"^\d{1,3}(\.\d{1,3}){3}$",
                                 description="the gateway address it connects to "
@@ -224,16 +226,17 @@ Check = Annotated[
 # -- steps ---------------------------------------------------------------------------------
 class StepBase(Strict):
     title: str | None = Field(default=None, description="shown in the progress and the report")
-    expect: list[Check] = []
+    expect: list[Check] = Field(default=[], description="checks that must hold after the step "
+                                                        "(each within its `within` seconds)")
 
 
 class LoginStep(StepBase):
     """Clients log in concurrently; `refused: true` expects every login to fail."""
 
     do: Literal["login"]
-    clients: list[str] = Field(min_length=1)
-    timeout: float = Field(default=20.0, gt=0)
-    refused: bool = False
+    clients: list[str] = Field(min_length=1, description="client names from `clients`")
+    timeout: float = Field(default=20.0, gt=0, description="seconds each login may take")
+    refused: bool = Field(default=False, description="true: every login must fail")
 
 
 class LogoutStep(StepBase):
@@ -326,12 +329,17 @@ DYNIPSEC_ONLY_STEPS = ("kill_worker", "reload", "radius_disconnect", "radius_coa
 
 
 class ScenarioSpec(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    description: str = ""
-    topology: TopologyRef = TopologyRef()
-    gateway: GatewaySpec = GatewaySpec()
-    clients: list[ClientSpec] = []
-    steps: list[Step] = Field(min_length=1)
+    """One scenario file: where it runs, against what, with whom, and what happens."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$",
+                      description="lower-case words joined by dashes; names the evidence")
+    description: str = Field(default="", description="what the scenario proves, for the report")
+    topology: TopologyRef = Field(default=TopologyRef(), description="the lab to build")
+    gateway: GatewaySpec = Field(default=GatewaySpec(),
+                                 description="the gateways to run it against, and their options")
+    clients: list[ClientSpec] = Field(default=[], description="the clients the steps refer to")
+    steps: list[Step] = Field(min_length=1, description="run in order; each names its action "
+                                                        "with `do:`")
 
     def client(self, name: str) -> ClientSpec:
         for client in self.clients:
