@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
+import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -95,21 +96,27 @@ def test_without_lab_pcap_no_capture(tmp_path):
     assert not (Path((tmp_path / "evidence").read_text()) / PCAP_NAME).exists()
 
 
-def read_until(process: subprocess.Popen, pattern: str, timeout: float) -> str:
-    """The process's output up to the first line matching `pattern`."""
+def line_reader(process: subprocess.Popen) -> queue.Queue:
+    """The process's output lines, read by a thread: select() on a buffered pipe would
+    miss lines that are already in the buffer."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout],
+                     daemon=True).start()
+    return lines
+
+
+def read_until(lines: queue.Queue, pattern: str, timeout: float) -> str:
+    """The output up to the first line matching `pattern`."""
     seen = ""
     deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not sel.select(max(0.0, deadline - time.monotonic())):
-                break
-            line = process.stdout.readline()
-            if not line:
-                break
-            seen += line
-            if re.search(pattern, line):
-                return seen
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        seen += line
+        if re.search(pattern, line):
+            return seen
     raise AssertionError(f"no line matching {pattern!r} within {timeout:.0f}s:\n{seen}")
 
 
@@ -119,7 +126,8 @@ def test_lab_keep_leaves_a_failed_lab_up_with_working_instructions(tmp_path):
     inner = subprocess.Popen([*argv, "--lab-keep"], cwd=tmp_path, env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        shown = read_until(inner, r"end it:", timeout=240)
+        lines = line_reader(inner)
+        shown = read_until(lines, r"dynipsec lab clean", timeout=240)
         assert f"lab {prefix!r} kept up after 1 failed lab test(s)" in shown, shown
         assert "test_fails_in_the_lab" in shown
         enter = re.search(r"enter: +dynipsec lab exec (\S+) -- ip -br addr", shown)
@@ -136,7 +144,8 @@ def test_lab_keep_leaves_a_failed_lab_up_with_working_instructions(tmp_path):
         down = subprocess.run([*DYNIPSEC, "lab", "down", "--prefix", prefix],
                               capture_output=True, text=True, timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
-        rest, _ = inner.communicate(timeout=60)
+        inner.wait(timeout=60)
+        rest = read_until(lines, r"\d+ failed", timeout=10)
     finally:
         if inner.poll() is None:
             inner.kill()
