@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -86,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `dynipsec ... | head`: the reader left; the rest goes nowhere, quietly
+        # (the interpreter would otherwise fail again flushing stdout at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         # an error a command knows how to explain in one line (e.g. a missing program)
         status = getattr(exc, "exit_status", None)

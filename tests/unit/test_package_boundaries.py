@@ -84,3 +84,20 @@ def test_an_error_with_an_exit_status_is_one_line(capsys, monkeypatch):
     assert cli.main(["boom"]) == 3
     err = capsys.readouterr().err
     assert err == "dynipsec: program 'tshark' is missing: install the Debian package tshark\n"
+
+
+def test_output_into_a_closed_pipe_is_quiet():
+    """`dynipsec ... | head`: when the reader goes away, no traceback on stderr."""
+    script = ("import sys\n"
+              "from responder import cli\n"
+              "def flood(args):\n"
+              "    for n in range(200000):\n"
+              "        print('line', n)\n"
+              "cli.core_registrars = lambda: [\n"
+              "    lambda sub: sub.add_parser('flood').set_defaults(func=flood)]\n"
+              "sys.exit(cli.main(['flood']))\n")
+    done = subprocess.run(f"{sys.executable} -c \"$SCRIPT\" | head -1", shell=True,
+                          env={"SCRIPT": script, "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.stdout == "line 0\n"
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
