@@ -40,7 +40,8 @@ class ScenarioError(ValueError):
 class TopologyRef(Strict):
     """Which topology (a name in topologies/ or a path) and what to change in it."""
 
-    name: str = "minimal"
+    name: str = Field(default="minimal",
+                      description="topology name in topologies/ (or a YAML path)")
     clients: int | None = Field(default=None, ge=0, le=5000,
                                 description="access-LAN client hosts (default: the topology's)")
 
@@ -50,12 +51,13 @@ class DynipsecOptions(Strict):
 
     aaa: Literal["local", "radius"] = Field(default="local",
                                             description="local users, or the lab's FreeRADIUS")
-    workers: int = Field(default=2, ge=1, le=16)
+    workers: int = Field(default=2, ge=1, le=16, description="worker processes of the responder")
     licenses: int | tuple[int, int] = Field(default=1000,
                                             description="both pools, or [ipsec_tunnel, subscriber]")
     dpd: tuple[float, float] = Field(default=(10.0, 30.0), description="[interval, timeout] seconds")
-    remote_delete_grace: float = Field(default=0.0, ge=0)
-    max_attempts: int = Field(default=3, ge=1)
+    remote_delete_grace: float = Field(default=0.0, ge=0,
+                                       description="seconds a subscriber stays after the client's Delete")
+    max_attempts: int = Field(default=3, ge=1, description="Xauth attempts per login")
     users: dict[str, dict[str, Any]] = Field(default={},
                                              description="extra settings of local users, by name")
     config: dict[str, Any] = Field(default={},
@@ -71,8 +73,10 @@ class StrongswanOptions(Strict):
 class GatewaySpec(Strict):
     kinds: list[Kind] = Field(default=["dynipsec", "strongswan"], min_length=1,
                               description="the gateways this scenario is meant for")
-    dynipsec: DynipsecOptions = DynipsecOptions()
-    strongswan: StrongswanOptions = StrongswanOptions()
+    dynipsec: DynipsecOptions = Field(default=DynipsecOptions(),
+                                      description="options when the gateway is dynipsec")
+    strongswan: StrongswanOptions = Field(default=StrongswanOptions(),
+                                          description="options when the gateway is the reference strongSwan")
 
 
 # -- clients -------------------------------------------------------------------------------
@@ -110,9 +114,10 @@ class CheckBase(Strict):
 class ModeConfigCheck(CheckBase):
     """The client received this Mode-Config attribute (default value: its group's)."""
 
-    check: Literal["mode_config"]
-    client: str
-    attribute: Literal["address", "netmask", "dns", "wins", "banner", "domain"]
+    check: Literal["mode_config"] = Field(description="what the client got by Mode-Config")
+    client: str = Field(description="client name")
+    attribute: Literal["address", "netmask", "dns", "wins", "banner", "domain"] = Field(
+        description="the attribute the client reports")
     equals: str | list[str] | None = Field(
         default=None, description="address: a pool (network); default: the group's value")
 
@@ -120,9 +125,9 @@ class ModeConfigCheck(CheckBase):
 class RouteCheck(CheckBase):
     """The subscriber's access route (dynipsec: /32 in the VR; strongSwan: table 220)."""
 
-    check: Literal["route"]
-    client: str
-    present: bool = True
+    check: Literal["route"] = Field(description="the subscriber's access route on the gateway")
+    client: str = Field(description="client name")
+    present: bool = Field(default=True, description="false: the route must be gone")
     vr: str | None = Field(default=None, description="dynipsec: look in this VR (topology name) "
                                                      "instead of the subscriber's")
 
@@ -130,77 +135,82 @@ class RouteCheck(CheckBase):
 class InterfaceCheck(CheckBase):
     """dynipsec: the subscriber's TUN interface in the VR namespace."""
 
-    check: Literal["interface"]
-    client: str
-    present: bool = True
+    check: Literal["interface"] = Field(description="the subscriber's interface on the gateway")
+    client: str = Field(description="client name")
+    present: bool = Field(default=True, description="false: the interface must be gone")
 
 
 class SubscriberCheck(CheckBase):
     """The gateway lists (or no longer lists) the client's user."""
 
-    check: Literal["subscriber"]
-    client: str
-    listed: bool = True
+    check: Literal["subscriber"] = Field(description="the gateway's list of subscribers")
+    client: str = Field(description="client name")
+    listed: bool = Field(default=True, description="false: the gateway must no longer list it")
     vr: str | None = Field(default=None, description="dynipsec: the VR it must be in")
 
 
 class AccountingCheck(CheckBase):
     """RADIUS accounting of the client's last session: status types in order, cause."""
 
-    check: Literal["accounting"]
-    client: str
-    status: list[Literal["Start", "Stop", "Interim-Update"]] = ["Start"]
+    check: Literal["accounting"] = Field(
+        description="RADIUS accounting records of the client's session (FreeRADIUS detail file)")
+    client: str = Field(description="client name")
+    status: list[Literal["Start", "Stop", "Interim-Update"]] = Field(default=["Start"],
+                                                                     description="Acct-Status-Type values that must have arrived")
     cause: str | None = Field(default=None, description="Acct-Terminate-Cause of the Stop")
 
 
 class LogCheck(CheckBase):
     """A regular expression in a log: gateway, radius, or a client's name."""
 
-    check: Literal["log"]
-    source: str = "gateway"
-    pattern: str
-    present: bool = True
+    check: Literal["log"] = Field(description="a line pattern in a log")
+    source: str = Field(default="gateway", description="`gateway`, `radius` or a client name")
+    pattern: str = Field(description="regular expression (multiline)")
+    present: bool = Field(default=True, description="false: the pattern must not occur")
 
 
 class CounterCheck(CheckBase):
     """dynipsec: a value of `show statistics` (dotted path) or `show licenses` refusals."""
 
-    check: Literal["counter"]
+    check: Literal["counter"] = Field(description="a gateway counter (dynipsec `show statistics`)")
     path: str = Field(description="e.g. licenses.refused.subscriber-license")
-    equals: int | None = None
-    min: int | None = None
+    equals: int | None = Field(default=None, description="exact value")
+    min: int | None = Field(default=None, description="lowest value")
 
 
 class CaptureCheck(CheckBase):
     """Packets on the router's public side matching a tshark display filter."""
 
-    check: Literal["capture"]
-    filter: str
-    equals: int | None = None
-    min: int | None = None
-    max: int | None = None
+    check: Literal["capture"] = Field(
+        description="frames on the router's public capture (router-public.pcap)")
+    filter: str = Field(description="tshark display filter")
+    equals: int | None = Field(default=None, description="exact number of matching frames")
+    min: int | None = Field(default=None, description="fewest matching frames")
+    max: int | None = Field(default=None, description="most matching frames")
 
 
 class CommandCheck(CheckBase):
     """A command's output in a host matches (YES) or does not match (NO) a pattern."""
 
-    check: Literal["command"]
-    host: str
-    run: str
-    pattern: str
-    present: bool = True
+    check: Literal["command"] = Field(
+        description="a command's output on a host (host::command::pattern::YES|NO)")
+    host: str = Field(description="host without prefix (r, c1, vr1, ...)")
+    run: str = Field(description="shell command run in the host")
+    pattern: str = Field(description="regular expression its output (stdout and stderr) must match")
+    present: bool = Field(default=True, description="false: the output must not match")
 
 
 class ResourcesFreeCheck(CheckBase):
     """dynipsec: no license, address or subscriber in use."""
 
-    check: Literal["resources_free"]
+    check: Literal["resources_free"] = Field(
+        description="dynipsec: no licence, address or interface in use")
 
 
 class WorkersReadyCheck(CheckBase):
     """dynipsec: every worker process is up and ready (e.g. after one was killed)."""
 
-    check: Literal["workers_ready"]
+    check: Literal["workers_ready"] = Field(description="dynipsec: the workers are up")
     workers: int | None = Field(default=None, ge=1, description="how many (default: any number)")
 
 
@@ -233,7 +243,7 @@ class StepBase(Strict):
 class LoginStep(StepBase):
     """Clients log in concurrently; `refused: true` expects every login to fail."""
 
-    do: Literal["login"]
+    do: Literal["login"] = Field(description="log the clients in (at once)")
     clients: list[str] = Field(min_length=1, description="client names from `clients`")
     timeout: float = Field(default=20.0, gt=0, description="seconds each login may take")
     refused: bool = Field(default=False, description="true: every login must fail")
@@ -242,81 +252,88 @@ class LoginStep(StepBase):
 class LogoutStep(StepBase):
     """Clients log out gracefully (they send Delete)."""
 
-    do: Literal["logout"]
-    clients: list[str] = Field(min_length=1)
+    do: Literal["logout"] = Field(description="log the clients out (the client's own logout)")
+    clients: list[str] = Field(min_length=1, description="client names from `clients`")
 
 
 class KillClientStep(StepBase):
     """Clients vanish without a Delete (SIGKILL)."""
 
-    do: Literal["kill_client"]
-    clients: list[str] = Field(min_length=1)
+    do: Literal["kill_client"] = Field(
+        description="kill the clients' processes (no Delete is sent)")
+    clients: list[str] = Field(min_length=1, description="client names from `clients`")
 
 
 class PingStep(StepBase):
     """Ping through the tunnel from the assigned address; counts echoes on the servers."""
 
-    do: Literal["ping"]
-    client: str
+    do: Literal["ping"] = Field(description="ping through the client's tunnel")
+    client: str = Field(description="client name")
     target: str | None = Field(default=None, description="default: the group's intranet server")
-    count: int = Field(default=3, ge=1)
+    count: int = Field(default=3, ge=1, description="echo requests")
     answered: bool = Field(default=True, description="false: no echo may come back")
 
 
 class IperfStep(StepBase):
     """iperf3 TCP from the client through the tunnel to its intranet server."""
 
-    do: Literal["iperf"]
-    client: str
-    seconds: float = Field(default=2.0, gt=0)
-    min_mbps: float = Field(default=0.1, ge=0)
+    do: Literal["iperf"] = Field(
+        description="iperf3 TCP through the client's tunnel to the intranet server")
+    client: str = Field(description="client name")
+    seconds: float = Field(default=2.0, gt=0, description="test length")
+    min_mbps: float = Field(default=0.1, ge=0, description="lowest throughput that passes, Mbit/s")
 
 
 class WaitStep(StepBase):
-    do: Literal["wait"]
-    seconds: float = Field(gt=0)
+    do: Literal["wait"] = Field(description="wait")
+    seconds: float = Field(gt=0, description="how long")
 
 
 class KillWorkerStep(StepBase):
     """dynipsec: SIGKILL the worker process holding the client's subscriber."""
 
-    do: Literal["kill_worker"]
-    client: str
+    do: Literal["kill_worker"] = Field(
+        description="dynipsec: SIGKILL the worker that serves the client")
+    client: str = Field(description="client name")
 
 
 class RadiusStep(StepBase):
     """RFC 5176 Disconnect-Request or CoA-Request from the AAA host for the client's user."""
 
-    do: Literal["radius_disconnect", "radius_coa"]
-    client: str
-    attributes: dict[str, str] = {}
+    do: Literal["radius_disconnect", "radius_coa"] = Field(
+        description="send a Disconnect-Request or CoA-Request (RFC 5176) from the AAA host")
+    client: str = Field(description="client name (its session is the target)")
+    attributes: dict[str, str] = Field(default={},
+                                       description="further attributes, name: value (e.g. Session-Timeout: '1')")
     answer: str = Field(default="ACK", description="pattern the radclient answer must match")
 
 
 class ImpairStep(StepBase):
     """Impair the link of a host (its first interface): loss, blackhole, rate, or clear."""
 
-    do: Literal["impair"]
-    host: str
+    do: Literal["impair"] = Field(description="impair the host's link (nftables drops, tc tbf)")
+    host: str = Field(description="host without prefix; its default interface")
     loss: int | None = Field(default=None, ge=1, le=100, description="percent dropped")
-    blackhole: bool = False
+    blackhole: bool = Field(default=False, description="drop everything")
     rate: str | None = Field(default=None, pattern=r"^\d+(\.\d+)?[kmg]?bit$",
                              description="tc rate, e.g. 1mbit")
-    clear: bool = False
+    clear: bool = Field(default=False, description="remove the impairment")
 
 
 class AdminLogoutStep(StepBase):
     """The gateway logs the client's user out (dynipsec logout / swanctl --terminate)."""
 
-    do: Literal["admin_logout"]
-    client: str
+    do: Literal["admin_logout"] = Field(description="the gateway logs the client's subscriber out")
+    client: str = Field(description="client name")
 
 
 class ReloadStep(StepBase):
     """dynipsec: rewrite the configuration with `config` merged in, then reload."""
 
-    do: Literal["reload"]
-    config: dict[str, Any] = {}
+    do: Literal["reload"] = Field(
+        description="dynipsec: rewrite the configuration and reload; fails when a change is refused or needs a restart")
+    config: dict[str, Any] = Field(default={},
+                                   description="merged into the configuration; `tunnel_profiles: {NAME: {...}}` changes one profile by name")
 
 
 Step = Annotated[
