@@ -58,16 +58,18 @@ from responder.ikev1.enums import (  # noqa: E402
     ExchangeType,
     GroupDescription,
     HashAlgorithm,
+    IdType,
     IpsecAuthAlgorithm,
 )
 from responder.ikev1.exchanges.transaction import TransactionTask  # noqa: E402
 from responder.ikev1.modecfg import ModeConfig  # noqa: E402
-from responder.ikev1.policy import Limits, PresharedKey, ResponderPolicy  # noqa: E402
+from responder.ikev1.policy import Identity, Limits, PresharedKey, ResponderPolicy  # noqa: E402
 from responder.ikev1.transaction_events import XauthCredentials  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVER = "198.18.0.1"
 PSK = b"bench-group-key"
+GROUP = Identity(IdType.KEY_ID, "vpngroup")
 PASSWORD = b"bench-password"
 REFERENCE_MS = (6.0, 6.6)
 #: simulated time between two logins (10,000 logins = 5 s: no DPD probe or
@@ -159,7 +161,10 @@ class Gateway:
     @classmethod
     def create(cls, *, xauth: bool, max_sas: int = 200_000) -> "Gateway":
         policy = ResponderPolicy(
-            psks=(PresharedKey(PSK),), require_transaction=xauth,
+            # the Main Mode key, and the same key bound to the group the sessions log in
+            # with: Aggressive Mode answers only with a key bound to the identity
+            psks=(PresharedKey(PSK), PresharedKey(PSK, identity=GROUP)),
+            require_transaction=xauth,
             limits=Limits(max_sas=max_sas, max_half_open=max_sas))
         responder = Responder(policy)
         task = TransactionTask.attach(responder) if xauth else None

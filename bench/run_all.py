@@ -46,6 +46,7 @@ def arguments(script: str, quick: bool) -> list[str]:
         "esp_bench.py": (["2000"], []),
         "pools_bench.py": (["10000"], []),
         "netif_bench.py": (["500"], []),
+        "hostile_soak.py": (["--count", "100000"], []),   # the full run: one million
     }
     quick_args, full_args = table.get(script, ([], []))
     return quick_args if quick else full_args
