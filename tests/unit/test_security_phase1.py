@@ -22,6 +22,16 @@ def after_mm4(pair):
     i.handle_main_mode_4(reply)
 
 
+
+def assert_refused_without_hash(pair) -> None:
+    """AM message 1 is answered with AUTHENTICATION_FAILED alone: no HASH_R to crack."""
+    [reply] = pair.send(pair.initiator.aggressive_1())
+    message = Message.parse(reply)
+    assert message.header.exchange_type == ExchangeType.INFORMATIONAL
+    assert message.first(Hash) is None
+    assert message.first(Notification).notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert pair.responder.sa_count == 0
+
 def test_cleartext_informational_does_not_delete_a_half_open_sa():
     pair = make_pair()
     after_mm4(pair)
@@ -85,12 +95,7 @@ def test_aggressive_mode_unknown_identity_gets_no_hash_r_of_the_address_key():
                              aggressive_address_keys=False)
     pair = make_pair(policy, initiator_kwargs=dict(
         identity=Identification(IdType.KEY_ID, b"guessed")))
-    [reply] = pair.send(pair.initiator.aggressive_1())
-    message = Message.parse(reply)
-    assert message.header.exchange_type == ExchangeType.INFORMATIONAL
-    assert message.first(Hash) is None
-    assert message.first(Notification).notify_type == NotifyType.AUTHENTICATION_FAILED
-    assert pair.responder.sa_count == 0
+    assert_refused_without_hash(pair)
 
 
 def test_the_daemon_configuration_allows_no_address_key_in_aggressive_mode():
@@ -168,12 +173,7 @@ def test_valid_message_1s_still_meet_the_per_source_half_open_limit_after_junk()
 def test_core_policy_gives_aggressive_mode_no_address_key_by_default():
     assert ResponderPolicy().aggressive_address_keys is False
     pair = make_pair(ResponderPolicy(psks=(PresharedKey(PSK),)))  # one wildcard key only
-    [reply] = pair.send(pair.initiator.aggressive_1())
-    message = Message.parse(reply)
-    assert message.header.exchange_type == ExchangeType.INFORMATIONAL
-    assert message.first(Hash) is None
-    assert message.first(Notification).notify_type == NotifyType.AUTHENTICATION_FAILED
-    assert pair.responder.sa_count == 0
+    assert_refused_without_hash(pair)
 
 
 def test_aggressive_mode_address_key_fallback_is_an_explicit_opt_in():
