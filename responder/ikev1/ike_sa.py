@@ -167,13 +167,17 @@ class IkeSa:
     def cached_reply(self, request: bytes) -> list[bytes] | None:
         return self.replies.get(datagram_digest(request))
 
-    def note_message_id(self, message_id: int, bound: int) -> bool:
-        """False if this message id was already used (RFC 2408 §3.1: unique)."""
-        if message_id in self.seen_message_ids:
+    def note_message_id(self, message_id: int, bound: int,
+                        seen: "OrderedDict[int, None] | None" = None) -> bool:
+        """False if this message id was already used (RFC 2408 §3.1: unique).
+        `seen`: the bounded window it goes in (default: Quick Mode and
+        Transaction IDs; informationals have their own)."""
+        seen = self.seen_message_ids if seen is None else seen
+        if message_id in seen:
             return False
-        self.seen_message_ids[message_id] = None
-        while len(self.seen_message_ids) > bound:
-            self.seen_message_ids.popitem(last=False)
+        seen[message_id] = None
+        while len(seen) > bound:
+            seen.popitem(last=False)
         return True
 
     def next_child_id(self) -> int:

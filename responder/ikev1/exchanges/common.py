@@ -11,6 +11,7 @@ dropped (no notify: a late retransmission must not tear an SA down).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Protocol, Sequence
 
@@ -289,7 +290,6 @@ def verify_hash1(sa: IkeSa, message: Message, plaintext: bytes, prefix: bytes = 
     verify_hash(expected, message.payloads[0].data)
 
 
-
 #: RFC 2409 §5: nonces are 8 to 256 bytes
 NONCE_LENGTHS = range(8, 257)
 
@@ -313,17 +313,13 @@ def verified_decrypt(sa: IkeSa, message: Message, prefix: bytes = b"") -> tuple[
 
 
 def authenticated(ctx: ExchangeContext, sa: IkeSa, message_id: int | None = None, *,
-                  window: str = "seen_message_ids") -> None:
+                  seen: OrderedDict[int, None] | None = None) -> None:
     """The message verified. Its message ID must be new on this SA (RFC 2408
     §3.1: unique per SA), else it is a captured one played back: `Dropped`.
-    `window` names the bounded set of IDs on the SA (informationals, sent
-    often for DPD, have their own so that they cannot push the few Quick
-    Mode and Transaction IDs out)."""
-    if message_id is not None:
-        seen = getattr(sa, window)
-        if message_id in seen:
-            raise Dropped("replay", f"message id {message_id:#010x} already received")
-        seen[message_id] = None
-        while len(seen) > ctx.policy.limits.max_message_ids:
-            seen.popitem(last=False)
+    `seen` is the bounded window of IDs it goes in (`IkeSa.note_message_id`;
+    informationals, sent often for DPD, have their own so that they cannot
+    push the few Quick Mode and Transaction IDs out)."""
+    if message_id is not None and not sa.note_message_id(
+            message_id, ctx.policy.limits.max_message_ids, seen):
+        raise Dropped("replay", f"message id {message_id:#010x} already received")
     ctx.authenticated = True

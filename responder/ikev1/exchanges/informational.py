@@ -82,7 +82,7 @@ def handle(ctx: ExchangeContext, sa: IkeSa, message: Message) -> PeerRequests:
     if not sa.established:
         raise Dropped("unauthenticated", "protected informational before phase 1 completed")
     decrypted, _ = verified_decrypt(sa, message)
-    authenticated(ctx, sa, message.header.message_id, window="seen_informational_ids")
+    authenticated(ctx, sa, message.header.message_id, seen=sa.seen_informational_ids)
     require_payloads(decrypted, "informational", exactly_one=(Hash,),
                      allowed=(Notification, Delete))
     for payload in decrypted.payloads[1:]:
