@@ -461,14 +461,20 @@ def _check_access_addresses(t: Topology) -> list[str]:
     return problems
 
 
+def _short_name_problems(at: str, name: str) -> list[str]:
+    """Names that become part of node and interface names (IFNAMSIZ is 16)."""
+    if VR_NAME_PATTERN.match(name):
+        return []
+    return [f"{at}: {name!r} must be 1-8 lowercase letters/digits"]
+
+
 def _check_vrs(t: Topology) -> list[str]:
     problems = []
     seen_names: set[str] = set()
     seen_tables: set[int] = set()
     for k, vr in enumerate(t.vrs):
         at = f"vrs[{k}]"
-        if not VR_NAME_PATTERN.match(vr.name):
-            problems.append(f"{at}.name: {vr.name!r} must be 1-8 lowercase letters/digits")
+        problems += _short_name_problems(f"{at}.name", vr.name)
         if vr.name in seen_names:
             problems.append(f"{at}.name: {vr.name!r} is used twice")
         if vr.table in seen_tables:
@@ -548,12 +554,10 @@ def _check_nats(t: Topology) -> list[str]:
                                                        if t.nat else [])
     for i, nat in enumerate(t.nats):
         at = f"nats[{i}]"
-        if not VR_NAME_PATTERN.match(nat.name):
-            problems.append(f"{at}.name: {nat.name!r} must be 1-8 lowercase letters/digits")
+        problems += _short_name_problems(f"{at}.name", nat.name)
         if nat.name in earlier:
             problems.append(f"{at}.name: {nat.name!r} is used twice (the nat section is {LEGACY_NAT_NAME!r})")
-        if not VR_NAME_PATTERN.match(nat.client_prefix):
-            problems.append(f"{at}.client_prefix: {nat.client_prefix!r} must be 1-8 lowercase letters/digits")
+        problems += _short_name_problems(f"{at}.client_prefix", nat.client_prefix)
         if nat.upstream is not None and nat.upstream not in earlier:
             problems.append(f"{at}.upstream: {nat.upstream!r} is not an earlier NAT host "
                             f"({', '.join(earlier) or 'none'})")
