@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
-import hmac
 import ipaddress
 import logging
 import socket
-import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,81 +247,6 @@ class RadiusTransport:
         self._sockets.clear()
 
 
-class AttributeEncoder:
-    """RADIUS attributes encoded the way pyrad encodes them, remembered per (name, value).
-
-    Most accounting attributes repeat from packet to packet (the NAS attributes, status
-    type, small counters); their bytes come from the cache. Salt-encrypted attributes
-    (random per packet) are never cached. The cache is bounded: full, it starts over.
-    """
-
-    MAX_CACHED = 4096
-
-    def __init__(self, dictionary: Dictionary) -> None:
-        self._scratch = rpacket.Packet(dict=dictionary)
-        self._dictionary = dictionary
-        self._cache: dict[tuple[str, object], bytes] = {}
-
-    def encode(self, attributes: dict[str, object]) -> bytes:
-        parts = []
-        for item in attributes.items():
-            encoded = self._cache.get(item)
-            if encoded is None:
-                encoded = self._encode_one(*item)
-            parts.append(encoded)
-        return b"".join(parts)
-
-    def _encode_one(self, name: str, value: object) -> bytes:
-        key, values = self._scratch._EncodeKeyValues(name, value)
-        encoded = b"".join(self._scratch._PktEncodeAttribute(key, v) for v in values)
-        if self._dictionary.attributes[name.partition(":")[0]].encrypt:
-            return encoded
-        if len(self._cache) >= self.MAX_CACHED:
-            self._cache.clear()
-        self._cache[(name, value)] = encoded
-        return encoded
-
-
-def accounting_request(ident: int, attributes: bytes, secret: bytes) -> bytes:
-    """An Accounting-Request with its RFC 2866 §3 Request Authenticator:
-    MD5(Code + Identifier + Length + 16 zero octets + Attributes + Secret)."""
-    header = struct.pack("!BBH", rpacket.AccountingRequest, ident, 20 + len(attributes))
-    authenticator = hashlib.md5(header + bytes(16) + attributes + secret).digest()
-    return header + authenticator + attributes
-
-
-MESSAGE_AUTHENTICATOR = 80
-
-
-def verify_accounting_response(request: bytes, reply: bytes, secret: bytes,
-                               dictionary: Dictionary) -> bytes | None:
-    """The reply if it is an Accounting-Response to ``request`` (RFC 2866 §3 Response
-    Authenticator) with well-formed attributes; None otherwise. A reply carrying a
-    Message-Authenticator goes through pyrad, which checks that one too."""
-    if len(reply) < 20:
-        return None
-    code, ident, length = struct.unpack_from("!BBH", reply)
-    if code != rpacket.AccountingResponse or ident != request[1] or not 20 <= length <= len(reply):
-        return None
-    reply = reply[:length]
-    offset = 20
-    while offset < length:
-        if offset + 2 > length or reply[offset + 1] < 2 or offset + reply[offset + 1] > length:
-            return None
-        if reply[offset] == MESSAGE_AUTHENTICATOR:
-            return _verify_with_pyrad(request, reply, secret, dictionary)
-        offset += reply[offset + 1]
-    expected = hashlib.md5(reply[:4] + request[4:20] + reply[20:] + secret).digest()
-    return reply if hmac.compare_digest(expected, reply[4:20]) else None
-
-
-def _verify_with_pyrad(request: bytes, reply: bytes, secret: bytes,
-                       dictionary: Dictionary) -> bytes | None:
-    sent = rpacket.AcctPacket(packet=request, secret=secret, dict=dictionary)
-    decoded = sent.CreateReply(packet=reply)
-    return reply if sent.VerifyReply(decoded, reply, enforce_ma=False) else None
-
-
 # -- client with server groups ------------------------------------------------------------------
 
 
@@ -341,7 +263,6 @@ class RadiusClient:
         self.dictionary = dictionary or load_dictionary()
         self.transport = transport or RadiusTransport()
         self.clock = clock
-        self._attributes = AttributeEncoder(self.dictionary)
         self._dead_until: dict[tuple[str, int], float] = {}
 
     def group(self, name: str | None) -> ServerGroup:
@@ -398,16 +319,15 @@ class RadiusClient:
     async def send_accounting(self, attributes: dict[str, object], created_at: float,
                               group: str | None = None) -> None:
         """One Accounting-Request (the :class:`AccountingSender` interface)."""
-        # Encoded once per record; only Acct-Delay-Time and the header change per send.
-        body = self._attributes.encode(attributes)
-
         def encode_for(server: RadiusServer):
             def encode(ident: int):
+                request = rpacket.AcctPacket(code=rpacket.AccountingRequest, id=ident,
+                                             secret=server.secret, dict=self.dictionary)
+                for name, value in attributes.items():
+                    request[name] = value
                 # RFC 2866 §5.2: seconds the client has been trying to send this record
-                delay = self._attributes.encode({"Acct-Delay-Time": max(0, int(self.clock() - created_at))})
-                raw = accounting_request(ident, body + delay, server.secret)
-                return raw, lambda reply: verify_accounting_response(raw, reply, server.secret,
-                                                                     self.dictionary)
+                request["Acct-Delay-Time"] = max(0, int(self.clock() - created_at))
+                return request.RequestPacket(), self._verifier(request, False)
             return encode
 
         await self._failover(self.group(group), lambda s: s.acct_port, encode_for, True)
