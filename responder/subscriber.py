@@ -77,7 +77,7 @@ class Event(enum.Enum):
     LICENSE_REFUSED = "license-refused"
     NO_PROFILE = "no-profile"
     XAUTH_TIMEOUT = "xauth-timeout"
-    #: the daemon is stopping (beyond the brief's list; accounting says Admin-Reboot)
+    #: the daemon is stopping (accounting says Admin-Reboot)
     NAS_SHUTDOWN = "nas-shutdown"
     #: the same user logged in again from the same peer with INITIAL-CONTACT (RFC 2407
     #: §4.6.3.3): the peer lost its state, so its older session is dead (Lost-Carrier)

@@ -140,7 +140,7 @@ def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
         xauth_max_attempts=max(p.xauth.max_attempts for p in profiles),
         xauth_timeout=max(p.xauth.timeout for p in profiles),
         modecfg_push=any(p.mode_config.mode == "push" for p in profiles),
-        # issue 4: pull answers only what was asked; a profile's
+        # pull answers only what was asked; a profile's
         # mode_config.send_unrequested changes that per SA (orchestrator)
         answer_unrequested=False,
         application_version="dynipsec",

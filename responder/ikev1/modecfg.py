@@ -187,7 +187,7 @@ def reply_attributes(requested: Sequence[int], config: ModeConfig, application_v
                      *, answer_unrequested: bool = False) -> list[DataAttribute]:
     """CFG_REPLY body: the requested attributes we have a value for, in the
     order asked. mode-cfg-02 §3.2 leaves the choice to the responder; we
-    answer only what was asked (issue 4), unless `answer_unrequested`, which
+    answer only what was asked, unless `answer_unrequested`, which
     is what the strongSwan gateway does (its REPLY to strongSwan's ADDRESS +
     DNS request also carries NBNS, banner, domain and split-include).
     Unknown or unsupported types are silently left out."""

@@ -328,7 +328,7 @@ class Selector:
 
 @dataclass(frozen=True)
 class StaticTunnel:
-    """A configured site-to-site / static tunnel (issue 3 item 4).
+    """A configured site-to-site / static tunnel.
 
     Matched by peer address; the Quick Mode selectors must lie within
     `remote_selector` (IDci, the peer side) and `local_selector` (IDcr).

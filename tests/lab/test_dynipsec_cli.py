@@ -1,4 +1,4 @@
-"""Operating dynipsec with real clients logged in (issue 6): every `dynipsec show ...`,
+"""Operating dynipsec with real clients logged in: every `dynipsec show ...`,
 `logout ...` and `reload` command (tables and --json), the Prometheus endpoint scraped
 from inside the router namespace, a SIGHUP reload that keeps the subscribers and gives
 the workers a new local user, and the JSON log: one line per subscriber event with its

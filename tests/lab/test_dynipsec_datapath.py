@@ -1,4 +1,4 @@
-"""The userspace ESP data path of dynipsec with real clients (issue 5).
+"""The userspace ESP data path of dynipsec with real clients.
 
 Needs root, Mininet and the Debian packages (marker `lab`). One gateway for the module
 (local AAA, RADIUS accounting to the lab's FreeRADIUS, two workers, ``force_encap``

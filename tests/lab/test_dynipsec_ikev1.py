@@ -1,4 +1,4 @@
-"""Issue 3 in the lab: the IKEv1 engine inside dynipsec against real clients.
+"""The IKEv1 engine inside dynipsec against real clients.
 
 * strongSwan in Main Mode and in Aggressive Mode completes phase 1 and is
   recognised as DYNAMIC (`show ike-sa --json`: dynamic, Xauth VID among the

@@ -1,4 +1,4 @@
-"""Subscriber lifecycle through dynipsec with real clients and the real FreeRADIUS (issue 4):
+"""Subscriber lifecycle through dynipsec with real clients and the real FreeRADIUS:
 licenses, teardown by DPD / idle timeout / INITIAL-CONTACT, the remote delete grace,
 200 login/logout cycles leaving nothing behind, and a Stop with the right
 Acct-Terminate-Cause for every Start of the module.

@@ -1,4 +1,4 @@
-"""Issue 3 engine points: the responder resends its last message of an exchange
+"""Engine details: the responder resends its last message of an exchange
 (AM msg 2, QM msg 2) until the peer's final one; injectable identifier
 generators; phase 1 RESPONDER-LIFETIME; a failed Quick Mode answered the same
 way on retransmission; crypto errors in the ProtocolError family."""
