@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from lab.daemon import PidTracker, ProcessHost
+from clients.process import PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 

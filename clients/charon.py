@@ -17,8 +17,8 @@ from pathlib import Path
 import jinja2
 import pexpect
 
-from lab import parts
-from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
+import clients.parts as parts
+from clients.process import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import pexpect
 
 from clients.base import ClientError, ClientInfo, ClientSettings, IPsecClient
 from clients.charon import Charon, SwanctlError, render
-from lab.daemon import DaemonError, PidTracker, ProcessHost
+from clients.process import DaemonError, PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import pexpect
 
 from clients.base import ClientError, ClientInfo, ClientSettings, IPsecClient
 from clients.charon import TEMPLATES, render
-from lab import parts
-from lab.daemon import PidTracker, ProcessHost
+import clients.parts as parts
+from clients.process import PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from lab.daemon import Daemon, DaemonError
+from clients.process import Daemon, DaemonError
 
 log = logging.getLogger(__name__)
 

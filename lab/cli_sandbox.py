@@ -220,7 +220,7 @@ def _gateway_subscribers(lab, status: dict) -> list[dict]:
 
         return request(status["control_socket"], {"cmd": "show", "what": "subscribers"})["rows"]
     from clients.charon import parse_list_sas
-    from lab.daemon import unix_socket_path
+    from clients.process import unix_socket_path
 
     workdir = lab.node_dir(lab.topology.router_name) / "sandbox-gateway-strongswan"
     vici = unix_socket_path(workdir.resolve(), "charon.vici")

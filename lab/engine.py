@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from lab.daemon import Daemon
+from clients.process import Daemon
 from lab.state import (LabState, ProcessRecord, clean_state, delete_netns_name, load_state,
                        netns_name_inode, terminate_processes)
 from lab.topology import REPO_ROOT, Topology
@@ -210,7 +210,7 @@ class Lab:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    # -- PID tracking (lab.daemon.PidTracker) ----------------------------------------
+    # -- PID tracking (clients.process.PidTracker) ----------------------------------------
     def track_pid(self, pid: int, what: str) -> None:
         record = ProcessRecord.of(pid, what)
         if record is None or self.state is None:

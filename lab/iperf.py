@@ -23,8 +23,8 @@ import subprocess
 from pathlib import Path
 from typing import Sequence
 
-from lab import parts
-from lab.daemon import Daemon, PidTracker, ProcessHost
+import clients.parts as parts
+from clients.process import Daemon, PidTracker, ProcessHost
 
 log = logging.getLogger(__name__)
 

@@ -149,7 +149,7 @@ class SandboxLab:
                                f"(hosts: {', '.join(self.state.hosts)})")
         return NodeHandle(name, record.pid)
 
-    # -- PID tracking (lab.daemon.PidTracker) ------------------------------------------------
+    # -- PID tracking (clients.process.PidTracker) ------------------------------------------------
     def track_pid(self, pid: int, what: str) -> None:
         record = ProcessRecord.of(pid, what)
         if record is not None:

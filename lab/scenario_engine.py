@@ -421,7 +421,7 @@ def _reload_problems(answer: dict) -> list[str]:
 
 
 def step_reload(ctx: Context, step) -> str:
-    from lab.daemon import DaemonError
+    from clients.process import DaemonError
 
     daemon = ctx.gateway.daemon
     previous = daemon.config

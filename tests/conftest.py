@@ -3,7 +3,7 @@
 Tests marked `lab` need real network namespaces: they are skipped, with the reason,
 unless we run as root. As root, a missing program of the lab (Debian's mnexec, ip, ...)
 is a broken installation, not a reason to skip: those tests fail at once naming the
-part and its package (lab.parts).
+part and its package (clients.parts).
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from lab.parts import require
+from clients.parts import require
 
 #: what every lab test runs, whatever its daemons (they check their own parts)
 LAB_PROGRAMS = ("mnexec", "ip", "tc", "nft", "brctl", "sysctl", "ping", "tcpdump")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.daemon import PidTracker, ProcessHost
+from clients.process import PidTracker, ProcessHost
 from lab.gateways.base import Gateway, GatewayError, Subscriber
 from lab.gateways.plan import AccessPlan, VrGroup, default_plan, plan_from_topology
 

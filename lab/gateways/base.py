@@ -11,7 +11,7 @@ import abc
 import dataclasses
 from pathlib import Path
 
-from lab.daemon import PidTracker, ProcessHost
+from clients.process import PidTracker, ProcessHost
 from lab.gateways.plan import AccessPlan
 
 

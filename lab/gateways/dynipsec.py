@@ -12,8 +12,8 @@ rendered into a responder configuration (responder/config):
   `main_mode_key`); every address is a listen address, and a group bound to an address
   of its own is matched (profile, Aggressive Mode key) on that address only;
 * AAA ``local`` (every plan user is a local user) or ``radius`` (the lab's FreeRADIUS on
-  the AAA host, no local users); RADIUS accounting and the RFC 5176 listener whenever
-  the lab has its AAA host;
+  the AAA host, no local users); RADIUS accounting (unless ``accounting=False``) and the
+  RFC 5176 listener whenever the lab has its AAA host;
 * ``force_encap: false``: peers without a NAT that do not force encapsulation (vpnc
   with ``NAT Traversal Mode none``) use raw ESP, IP protocol 50; the lab's strongSwan
   clients force encapsulation themselves (kernel-libipsec), the clients behind the NAT
@@ -41,7 +41,7 @@ from typing import Any
 
 import yaml
 
-from lab.daemon import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
+from clients.process import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
 from lab.gateways.base import Gateway, GatewayError, Subscriber
 from lab.gateways.plan import AccessPlan
 
@@ -55,9 +55,12 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
                   licenses: int | tuple[int, int] = 1000,
                   log_level: str = "info", dpd: tuple[float, float] = (10.0, 30.0),
                   max_attempts: int = 3, extra_users: dict[str, dict] | None = None,
-                  remote_delete_grace: float = 0.0, force_encap: bool = False) -> dict:
+                  remote_delete_grace: float = 0.0, force_encap: bool = False,
+                  accounting: bool = True) -> dict:
     """The responder configuration (a dict, dumped as YAML) for the plan. `licenses`:
-    both pool sizes, or (IPsec tunnel, subscriber)."""
+    both pool sizes, or (IPsec tunnel, subscriber). `accounting=False` leaves RADIUS
+    accounting out (the benchmark's local mode, like the reference gateway with local
+    users)."""
     if aaa not in AAA_MODES:
         raise ValueError(f"aaa must be one of {AAA_MODES}, not {aaa!r}")
     tunnel_licenses, subscriber_licenses = (licenses if isinstance(licenses, tuple)
@@ -116,8 +119,9 @@ def render_config(plan: AccessPlan, *, control_socket: str, topology: Any = None
                 "address": str(mgmt.aaa), "secret": secret, "timeout": 2, "retries": 2}]}},
             "default_group": "lab",
         }
-        cfg["aaa"]["accounting"] = {"enabled": True, "interim_interval": 600,
-                                    "server_group": "lab"}
+        if accounting:
+            cfg["aaa"]["accounting"] = {"enabled": True, "interim_interval": 600,
+                                        "server_group": "lab"}
         cfg["aaa"]["dae"] = {"listen": str(mgmt.router), "port": topology.aaa.coa_port,
                              "clients": [{"address": str(mgmt.aaa), "secret": secret,
                                           "name": "freeradius"}]}
@@ -197,7 +201,7 @@ class DynipsecGateway(Gateway):
                  licenses: int | tuple[int, int] = 1000,
                  log_level: str = "info", extra_users: dict[str, dict] | None = None,
                  max_attempts: int = 3, dpd: tuple[float, float] = (10.0, 30.0),
-                 remote_delete_grace: float = 0.0,
+                 remote_delete_grace: float = 0.0, accounting: bool = True,
                  extra_config: dict | None = None):
         super().__init__(node, workdir, plan, tracker)
         self.topology = topology if topology is not None else getattr(tracker, "topology", None)
@@ -207,7 +211,8 @@ class DynipsecGateway(Gateway):
                                aaa=aaa, workers=workers, licenses=licenses,
                                log_level=log_level, extra_users=extra_users,
                                max_attempts=max_attempts, dpd=dpd,
-                               remote_delete_grace=remote_delete_grace)
+                               remote_delete_grace=remote_delete_grace,
+                               accounting=accounting)
         if extra_config:  # e.g. static_tunnels, ike.key_export_file
             config = merge_config(config, extra_config)
         self.daemon = DynipsecDaemon(node, self.workdir, config, tracker)

@@ -12,6 +12,11 @@ the local traffic selector, the VR's intranet, which lives in the VR namespace:
 so the gateway puts one "anchor" address per intranet (its last host, /32) on
 the router's loopback while it runs.
 
+AAA: ``local`` (the default) checks Xauth against the plan's users in swanctl.conf
+and sends no accounting; ``radius`` (needs the lab topology with its AAA host) loads
+eap-radius, checks Xauth with ``xauth-radius`` against the lab's FreeRADIUS and sends
+RADIUS accounting Start/Stop (``eap-radius.accounting``), like the dynipsec gateway.
+
 Interface shared with the dynipsec gateway (see lab/gateways/__init__.py):
 start(), stop(), ready, subscribers() -> [Subscriber(user, address, group)].
 """
@@ -23,7 +28,7 @@ import os
 from pathlib import Path
 
 from clients.charon import Charon, SwanctlError, render
-from lab.daemon import PidTracker, ProcessHost
+from clients.process import PidTracker, ProcessHost
 from lab.gateways.base import Gateway, GatewayError, Subscriber
 from lab.gateways.plan import AccessPlan
 
@@ -32,6 +37,9 @@ log = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
 #: local identity of the Main Mode connections (see swanctl-gateway.conf.j2)
 MAIN_MODE_ID = "keyid:gateway-main-mode"
+AAA_MODES = ("local", "radius")
+#: the lab FreeRADIUS's ports (lab/aaa.py)
+RADIUS_AUTH_PORT, RADIUS_ACCT_PORT = 1812, 1813
 
 
 def main_mode_ids(plan: AccessPlan) -> dict[str, str]:
@@ -46,12 +54,13 @@ class GatewayCharon(Charon):
 
     def __init__(self, node: ProcessHost, workdir: Path, plan: AccessPlan,
                  tracker: PidTracker | None = None, log_level: int = 1,
-                 dpd_delay: int = 10, dpd_timeout: int = 30):
+                 dpd_delay: int = 10, dpd_timeout: int = 30, radius: dict | None = None):
         super().__init__(node, workdir, tracker)
         self.plan = plan
         self.log_level = log_level
         self.dpd_delay = dpd_delay
         self.dpd_timeout = dpd_timeout
+        self.radius = radius
 
     def build_config(self) -> None:
         values = dict(node=self.node.name, workdir=self.workdir, vici_socket=self.vici_path, plan=self.plan,
@@ -60,8 +69,46 @@ class GatewayCharon(Charon):
                       dpd_timeout=self.dpd_timeout)
         render("strongswan-gateway.conf.j2", self.conf_path, TEMPLATES, **values)
         render("swanctl-gateway.conf.j2", self.swanctl_conf_path, TEMPLATES, **values)
-        # the swanctl.conf holds group keys and user passwords
+        if self.radius is not None:
+            self.conf_path.write_text(with_eap_radius(self.conf_path.read_text(), **self.radius))
+            self.swanctl_conf_path.write_text(
+                self.swanctl_conf_path.read_text().replace("auth = xauth-generic",
+                                                           "auth = xauth-radius"))
+        # both files hold secrets (group keys, user passwords, the RADIUS secret)
+        os.chmod(self.conf_path, 0o600)
         os.chmod(self.swanctl_conf_path, 0o600)
+
+
+def radius_settings(topology) -> dict:
+    """eap-radius settings for the lab's FreeRADIUS (server, secret, NAS identifier)."""
+    if topology is None or not topology.aaa.enabled:
+        raise GatewayError("aaa='radius' needs the lab topology with its AAA host")
+    return {"server": str(topology.management.aaa), "secret": topology.aaa.secret,
+            "nas_identifier": topology.router_name}
+
+
+def with_eap_radius(conf: str, *, server: str, secret: str, nas_identifier: str) -> str:
+    """The rendered strongswan.conf with eap-radius loaded (Xauth by RADIUS, accounting)."""
+    lines = []
+    for line in conf.splitlines(keepends=True):
+        if line.strip().startswith("load = ") and "xauth-generic" in line:
+            line = line.rstrip("\n") + " eap-radius\n"
+        lines.append(line)
+        if line.strip() == "plugins {":
+            lines.append(
+                "    eap-radius {\n"
+                "      accounting = yes\n"
+                f"      nas_identifier = {nas_identifier}\n"
+                "      servers {\n"
+                "        lab {\n"
+                f"          address = {server}\n"
+                f"          secret = \"{secret}\"\n"
+                f"          auth_port = {RADIUS_AUTH_PORT}\n"
+                f"          acct_port = {RADIUS_ACCT_PORT}\n"
+                "        }\n"
+                "      }\n"
+                "    }\n")
+    return "".join(lines)
 
 
 class StrongSwanGateway(Gateway):
@@ -71,10 +118,16 @@ class StrongSwanGateway(Gateway):
 
     def __init__(self, node: ProcessHost, workdir: Path, plan: AccessPlan,
                  tracker: PidTracker | None = None, log_level: int = 1,
-                 dpd_delay: int = 10, dpd_timeout: int = 30):
+                 dpd_delay: int = 10, dpd_timeout: int = 30, *, aaa: str = "local",
+                 topology=None):
         super().__init__(node, workdir, plan, tracker)
+        if aaa not in AAA_MODES:
+            raise ValueError(f"aaa must be one of {AAA_MODES}, not {aaa!r}")
+        self.aaa = aaa
+        topology = topology if topology is not None else getattr(tracker, "topology", None)
+        radius = radius_settings(topology) if aaa == "radius" else None
         self.charon = GatewayCharon(node, self.workdir, plan, tracker, log_level,
-                                    dpd_delay, dpd_timeout)
+                                    dpd_delay, dpd_timeout, radius=radius)
         self._anchors_added: list[str] = []
 
     @property
@@ -93,8 +146,9 @@ class StrongSwanGateway(Gateway):
         except Exception as exc:
             self.stop()
             raise GatewayError(f"reference gateway on {self.node.name} did not start: {exc}") from exc
-        log.info("reference gateway (strongSwan) on %s serves %s for groups %s", self.node.name,
-                 ", ".join(self.plan.addresses), ", ".join(g.group for g in self.plan.groups))
+        log.info("reference gateway (strongSwan) on %s serves %s for groups %s (AAA %s)",
+                 self.node.name, ", ".join(self.plan.addresses),
+                 ", ".join(g.group for g in self.plan.groups), self.aaa)
         return self
 
     def anchor_addresses(self) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.parts import require
+from clients.parts import require
 
 SYSTEM_RADDB = Path("/etc/freeradius/3.0")
 SECRET = "da-test-secret"

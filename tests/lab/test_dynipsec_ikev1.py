@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.parts import PROGRAMS, require
+from clients.parts import PROGRAMS, require
 from tests.lab.conftest import cli
 
 pytestmark = pytest.mark.lab

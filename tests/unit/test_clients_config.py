@@ -260,7 +260,7 @@ def test_vici_socket_of_a_long_work_directory_fits_in_sun_path(tmp_path, make):
     """A run directory deep enough that workdir/charon.vici exceeds the 107 bytes of
     sun_path (charon then fails to start, with an empty log): the socket moves to a
     short path, the same one for the same directory, another for another."""
-    from lab.daemon import MAX_SOCKET_PATH
+    from clients.process import MAX_SOCKET_PATH
 
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     deep.mkdir(parents=True)

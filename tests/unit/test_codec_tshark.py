@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from lab.parts import require
+from clients.parts import require
 from responder.ikev1.enums import (
     AuthMethod,
     CfgType,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dh, ec
 
-from lab.parts import FILES, require
+from clients.parts import FILES, require
 
 from responder.ikev1.crypto import (
     DH_GROUPS,

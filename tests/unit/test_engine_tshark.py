@@ -6,7 +6,7 @@ import subprocess
 import pytest
 import scapy.all as scapy_all
 
-from lab.parts import PROGRAMS, require
+from clients.parts import PROGRAMS, require
 from responder.ikev1.enums import IdType
 from responder.ikev1.events import KeyExport
 from responder.ikev1.payloads import Identification

@@ -1,8 +1,9 @@
-"""Package boundaries: the responder stands alone.
+"""Package boundaries: the responder stands alone, the clients stand below the lab.
 
 The responder is what an operator installs on a concentrator; the lab and the clients
 prove it. So nothing in `responder/` imports `lab` or `clients` (the `dynipsec` command
-finds the lab's commands through an entry point), and the lab's third-party packages
+finds the lab's commands through an entry point), nothing in `clients/` imports `lab`
+(the lab drives the clients, never the other way round), and the lab's third-party packages
 (Mininet, pexpect, jinja2) are an extra, not a dependency of the responder.
 """
 from __future__ import annotations
@@ -41,6 +42,15 @@ def test_responder_imports_neither_lab_nor_clients(path):
     assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
 
 
+CLIENT_MODULES = sorted((ROOT / "clients").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", CLIENT_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_clients_do_not_import_the_lab(path):
+    wrong = imported_packages(path) & {"lab"}
+    assert not wrong, f"{path.relative_to(ROOT)} imports {sorted(wrong)}"
+
+
 def test_the_lab_packages_are_an_extra_of_their_own():
     requirements = importlib.metadata.requires("dynipsec") or []
     for name in LAB_ONLY:
@@ -73,7 +83,7 @@ def test_the_responder_cli_loads_without_the_lab():
 
 
 def test_an_error_with_an_exit_status_is_one_line(capsys, monkeypatch):
-    from lab.parts import MissingPart
+    from clients.parts import MissingPart
     from responder import cli
 
     def fail(args):

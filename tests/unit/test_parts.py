@@ -1,4 +1,4 @@
-"""The parts table (lab/parts.py) against the templates, ci/apt-packages.txt and dpkg.
+"""The parts table (clients/parts.py, lab/parts.py) against the templates, ci/apt-packages.txt and dpkg.
 
 A plugin added to a charon template without its Debian package, or a package that
 ci/setup.sh would not install, fails here; so does a missing part at start, which
@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from clients.charon import Charon
-from lab import parts
-from lab.daemon import Daemon
+from clients import parts
+from lab import parts as lab_parts
+from clients.process import Daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 #: what charon 5.9.8 logs for a plugin without its file, and for one that dlopen refused
@@ -30,8 +31,8 @@ def apt_packages() -> set[str]:
 
 
 def test_every_template_plugin_has_a_package():
-    unmapped = [name for name in parts.template_plugins() if name not in parts.PLUGINS]
-    assert unmapped == [], f"add these charon plugins to lab.parts.PLUGINS: {unmapped}"
+    unmapped = [name for name in lab_parts.template_plugins() if name not in parts.PLUGINS]
+    assert unmapped == [], f"add these charon plugins to clients.parts.PLUGINS: {unmapped}"
 
 
 def test_every_package_of_the_table_is_installed_by_setup():
@@ -43,7 +44,7 @@ def test_every_package_of_the_table_is_installed_by_setup():
 def test_the_templates_load_the_plugins_the_lab_depends_on():
     # Xauth credentials, AES/SHA-2 via OpenSSL and userspace ESP: without these a
     # strongSwan login fails late and obscurely
-    assert {"xauth-generic", "openssl", "kernel-libipsec", "curve25519"} <= set(parts.template_plugins())
+    assert {"xauth-generic", "openssl", "kernel-libipsec", "curve25519"} <= set(lab_parts.template_plugins())
 
 
 def test_load_lines_are_read_in_order_without_repeats():
@@ -54,7 +55,7 @@ def test_load_lines_are_read_in_order_without_repeats():
 @pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="not a Debian system")
 def test_each_part_belongs_to_the_package_the_table_names():
     wrong = []
-    for part in parts.every_part():
+    for part in lab_parts.every_part():
         path = part.path if part.path.startswith("/") else shutil.which(part.path)
         if path is None or not Path(path).exists():
             continue  # absence is ci/setup.sh's check (and the next test's)
@@ -128,9 +129,9 @@ def test_a_daemon_with_a_missing_program_fails_before_it_starts(monkeypatch, tmp
 
 def test_check_command_lists_each_missing_part_with_its_package(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(parts, "PLUGIN_DIR", tmp_path)
-    assert parts.main(["check"]) == 1
+    assert lab_parts.main(["check"]) == 1
     err = capsys.readouterr().err
     assert "charon plugin 'xauth-generic' is missing" in err and "libcharon-extauth-plugins" in err
-    assert parts.main(["missing-packages"]) == 0
+    assert lab_parts.main(["missing-packages"]) == 0
     assert "libstrongswan-extra-plugins" in capsys.readouterr().out.split()
-    assert parts.main(["bogus"]) == 2
+    assert lab_parts.main(["bogus"]) == 2

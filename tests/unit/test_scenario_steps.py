@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from lab.daemon import DaemonError
+from clients.process import DaemonError
 from lab.gateways.dynipsec import DynipsecDaemon, render_config
 from lab.gateways.plan import plan_from_topology
 from lab.scenario_engine import (StepFailed, _radclient_summary, merge_scenario_config,

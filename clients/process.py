@@ -1,4 +1,4 @@
-"""One class per daemon the lab runs (FreeRADIUS, charon, vpnc, the responder).
+"""One class per daemon the lab and its clients run (FreeRADIUS, charon, vpnc, the responder).
 
 A daemon has a name, a node to run on, a configuration it renders into its own
 directory, a dry run that validates that configuration before anything starts,
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from lab import parts
+import clients.parts as parts
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class Daemon:
     ready_timeout: float = 10.0
     #: how long stop() waits after SIGTERM before SIGKILL
     stop_timeout: float = 5.0
-    #: programs (names in lab.parts.PROGRAMS) checked before anything starts
+    #: programs (names in clients.parts.PROGRAMS) checked before anything starts
     parts: tuple[str, ...] = ()
 
     def __init__(self, node: ProcessHost, workdir: Path, tracker: PidTracker | None = None):
