@@ -49,7 +49,7 @@ class State(enum.Enum):
     GONE = "gone"
 
 
-class Event(enum.Enum):
+class SubscriberEvent(enum.Enum):
     # -- progress --------------------------------------------------------------------
     #: Xauth REQUEST sent (after the profile was found)
     XAUTH_STARTED = "xauth-started"
@@ -95,40 +95,92 @@ AUTHORIZED_STATES = frozenset({State.AUTHORIZED, State.INTERFACE_UP, State.CONFI
 
 #: For each teardown event, the live states in which it can happen. Narrow scopes catch
 #: callers that mix up phases (an auth failure of an active subscriber is a bug).
-TEARDOWN_SCOPE: dict[Event, frozenset[State]] = {
-    Event.REMOTE_DELETE: LIVE_STATES,
-    Event.ADMIN_LOGOUT: LIVE_STATES,
-    Event.WORKER_LOST: LIVE_STATES,
-    Event.DPD_TIMEOUT: LIVE_STATES,
-    Event.RADIUS_DISCONNECT: LIVE_STATES,
-    Event.NAS_SHUTDOWN: LIVE_STATES,
-    Event.INITIAL_CONTACT: LIVE_STATES,
-    Event.INTERNAL_ERROR: LIVE_STATES,
-    Event.SESSION_TIMEOUT: AUTHORIZED_STATES,
-    Event.IDLE_TIMEOUT: AUTHORIZED_STATES,
-    Event.NO_PROFILE: frozenset({State.INSTANTIATED}),
-    Event.AUTH_FAILED: frozenset({State.AUTHENTICATING}),
-    Event.XAUTH_TIMEOUT: frozenset({State.AUTHENTICATING}),
+TEARDOWN_SCOPE: dict[SubscriberEvent, frozenset[State]] = {
+    SubscriberEvent.REMOTE_DELETE: LIVE_STATES,
+    SubscriberEvent.ADMIN_LOGOUT: LIVE_STATES,
+    SubscriberEvent.WORKER_LOST: LIVE_STATES,
+    SubscriberEvent.DPD_TIMEOUT: LIVE_STATES,
+    SubscriberEvent.RADIUS_DISCONNECT: LIVE_STATES,
+    SubscriberEvent.NAS_SHUTDOWN: LIVE_STATES,
+    SubscriberEvent.INITIAL_CONTACT: LIVE_STATES,
+    SubscriberEvent.INTERNAL_ERROR: LIVE_STATES,
+    SubscriberEvent.SESSION_TIMEOUT: AUTHORIZED_STATES,
+    SubscriberEvent.IDLE_TIMEOUT: AUTHORIZED_STATES,
+    SubscriberEvent.NO_PROFILE: frozenset({State.INSTANTIATED}),
+    SubscriberEvent.AUTH_FAILED: frozenset({State.AUTHENTICATING}),
+    SubscriberEvent.XAUTH_TIMEOUT: frozenset({State.AUTHENTICATING}),
     # licenses are taken right after AAA grants, before anything else (SPEC "Licensing")
-    Event.LICENSE_REFUSED: frozenset({State.AUTHENTICATING, State.AUTHORIZED}),
+    SubscriberEvent.LICENSE_REFUSED: frozenset({State.AUTHENTICATING, State.AUTHORIZED}),
 }
 TEARDOWN_EVENTS = frozenset(TEARDOWN_SCOPE)
 
 
-def _build_transitions() -> dict[tuple[State, Event], State]:
-    table: dict[tuple[State, Event], State] = {
-        (State.INSTANTIATED, Event.XAUTH_STARTED): State.AUTHENTICATING,
-        (State.AUTHENTICATING, Event.AUTH_GRANTED): State.AUTHORIZED,
-        (State.AUTHORIZED, Event.INTERFACE_CREATED): State.INTERFACE_UP,
-        (State.INTERFACE_UP, Event.CONFIG_SENT): State.CONFIGURED,
+class TerminateCause(enum.IntEnum):
+    """RFC 2866 §5.10 Acct-Terminate-Cause (the values this NAS uses and a few more)."""
+
+    USER_REQUEST = 1
+    LOST_CARRIER = 2
+    LOST_SERVICE = 3
+    IDLE_TIMEOUT = 4
+    SESSION_TIMEOUT = 5
+    ADMIN_RESET = 6
+    ADMIN_REBOOT = 7
+    PORT_ERROR = 8
+    NAS_ERROR = 9
+    NAS_REQUEST = 10
+    NAS_REBOOT = 11
+    SERVICE_UNAVAILABLE = 15
+    USER_ERROR = 17
+
+
+#: Teardown event -> Acct-Terminate-Cause.
+TERMINATE_CAUSE: dict[SubscriberEvent, TerminateCause] = {
+    # The client deleted its SAs (logged out): "User requested termination of service".
+    SubscriberEvent.REMOTE_DELETE: TerminateCause.USER_REQUEST,
+    # DPD (RFC 3706) found the peer gone: the tunnel's "carrier" dropped.
+    SubscriberEvent.DPD_TIMEOUT: TerminateCause.LOST_CARRIER,
+    SubscriberEvent.IDLE_TIMEOUT: TerminateCause.IDLE_TIMEOUT,
+    SubscriberEvent.SESSION_TIMEOUT: TerminateCause.SESSION_TIMEOUT,
+    SubscriberEvent.ADMIN_LOGOUT: TerminateCause.ADMIN_RESET,
+    # RFC 5176 §3.6 ("Disconnect-Request ... Acct-Terminate-Cause ... Admin-Reset").
+    SubscriberEvent.RADIUS_DISCONNECT: TerminateCause.ADMIN_RESET,
+    # The worker process (the router's IPsec server card) holding the subscriber died. The
+    # subscriber's "port" lives on that card, so this is RFC 2866's "Port Error: NAS
+    # detected an error on the port which required ending the session" -- not NAS-Reboot
+    # (the NAS as a whole keeps running) and not NAS-Error ("other than on the port").
+    SubscriberEvent.WORKER_LOST: TerminateCause.PORT_ERROR,
+    # The operator stops the daemon: "Administrator is ending service on the NAS".
+    SubscriberEvent.NAS_SHUTDOWN: TerminateCause.ADMIN_REBOOT,
+    # The same user came back from the same peer with INITIAL-CONTACT: the peer lost its
+    # state (restarted, killed) without a Delete, as DPD would have found out later.
+    SubscriberEvent.INITIAL_CONTACT: TerminateCause.LOST_CARRIER,
+    # A fault inside the NAS, not on the subscriber's port (its VR namespace is missing,
+    # its interface could not be made): RFC 2866's "NAS Error: NAS detected some error
+    # (other than on the port) which required ending the session".
+    SubscriberEvent.INTERNAL_ERROR: TerminateCause.NAS_ERROR,
+    # The rest end a login before accounting Start is sent (Start follows address
+    # assignment); they are mapped only so that the table is total.
+    SubscriberEvent.AUTH_FAILED: TerminateCause.USER_ERROR,
+    SubscriberEvent.XAUTH_TIMEOUT: TerminateCause.USER_ERROR,
+    SubscriberEvent.LICENSE_REFUSED: TerminateCause.SERVICE_UNAVAILABLE,
+    SubscriberEvent.NO_PROFILE: TerminateCause.SERVICE_UNAVAILABLE,
+}
+
+
+def _build_transitions() -> dict[tuple[State, SubscriberEvent], State]:
+    table: dict[tuple[State, SubscriberEvent], State] = {
+        (State.INSTANTIATED, SubscriberEvent.XAUTH_STARTED): State.AUTHENTICATING,
+        (State.AUTHENTICATING, SubscriberEvent.AUTH_GRANTED): State.AUTHORIZED,
+        (State.AUTHORIZED, SubscriberEvent.INTERFACE_CREATED): State.INTERFACE_UP,
+        (State.INTERFACE_UP, SubscriberEvent.CONFIG_SENT): State.CONFIGURED,
         # iOS clients skip Mode-Config on reconnect (SPEC "Interoperability targets")
-        (State.INTERFACE_UP, Event.PHASE2_UP): State.ACTIVE,
-        (State.CONFIGURED, Event.PHASE2_UP): State.ACTIVE,
+        (State.INTERFACE_UP, SubscriberEvent.PHASE2_UP): State.ACTIVE,
+        (State.CONFIGURED, SubscriberEvent.PHASE2_UP): State.ACTIVE,
         # a late Mode-Config ACK after Quick Mode: push mode does not wait for it
-        (State.ACTIVE, Event.CONFIG_SENT): State.ACTIVE,
-        (State.ACTIVE, Event.PHASE2_UP): State.ACTIVE,
-        (State.ACTIVE, Event.PHASE2_DELETED): State.ACTIVE,
-        (State.TEARING_DOWN, Event.RELEASED): State.GONE,
+        (State.ACTIVE, SubscriberEvent.CONFIG_SENT): State.ACTIVE,
+        (State.ACTIVE, SubscriberEvent.PHASE2_UP): State.ACTIVE,
+        (State.ACTIVE, SubscriberEvent.PHASE2_DELETED): State.ACTIVE,
+        (State.TEARING_DOWN, SubscriberEvent.RELEASED): State.GONE,
     }
     for event, states in TEARDOWN_SCOPE.items():
         for state in states:
@@ -139,10 +191,10 @@ def _build_transitions() -> dict[tuple[State, Event], State]:
     return table
 
 
-TRANSITIONS: dict[tuple[State, Event], State] = _build_transitions()
+TRANSITIONS: dict[tuple[State, SubscriberEvent], State] = _build_transitions()
 
 #: when both timers are due, the session timeout is reported (it is the harder limit)
-_TIMER_PRIORITY = {Event.SESSION_TIMEOUT: 0, Event.IDLE_TIMEOUT: 1}
+_TIMER_PRIORITY = {SubscriberEvent.SESSION_TIMEOUT: 0, SubscriberEvent.IDLE_TIMEOUT: 1}
 
 
 class SubscriberError(Exception):
@@ -152,7 +204,7 @@ class SubscriberError(Exception):
 class LifecycleError(SubscriberError):
     """An event that has no transition from the current state."""
 
-    def __init__(self, subscriber_id: int, state: State, event: Event) -> None:
+    def __init__(self, subscriber_id: int, state: State, event: SubscriberEvent) -> None:
         self.subscriber_id = subscriber_id
         self.state = state
         self.event = event
@@ -177,7 +229,6 @@ def state_table_markdown() -> str:
     for state, event in sorted(progress, key=lambda k: (order[k[0]], k[1].value)):
         lines.append(f"| {state.value} | {event.value} | {TRANSITIONS[(state, event)].value} |")
     lines += ["", "| teardown event | from live states | Acct-Terminate-Cause |", "|---|---|---|"]
-    from responder.aaa.accounting import TERMINATE_CAUSE  # docs only; avoids an import cycle
     for event in TEARDOWN_SCOPE:
         states = ", ".join(s.value for s in State if s in TEARDOWN_SCOPE[event])
         cause = TERMINATE_CAUSE[event]
@@ -290,7 +341,7 @@ class Subscriber:
     username: str | None = None
     vr: str | None = None
     address: IPv4 | None = None
-    teardown_event: Event | None = None
+    teardown_event: SubscriberSubscriberEvent | None = None
     # timers (seconds; None = no limit), started when AAA grants access
     authorized_at: float | None = None
     last_activity: float | None = None
@@ -308,7 +359,7 @@ class Subscriber:
         """False once teardown began. Check after every ``await`` in a login step."""
         return self.state in LIVE_STATES
 
-    def handle(self, event: Event) -> State:
+    def handle(self, event: SubscriberEvent) -> State:
         """Apply one event; raises :class:`LifecycleError` if it has no transition."""
         try:
             new_state = TRANSITIONS[(self.state, event)]
@@ -323,12 +374,12 @@ class Subscriber:
     def authorize(self, now: float, session_timeout: float | None = None,
                   idle_timeout: float | None = None) -> None:
         """AUTH_GRANTED plus the timers AAA (or the profile) gave."""
-        self.handle(Event.AUTH_GRANTED)
+        self.handle(SubscriberEvent.AUTH_GRANTED)
         self.authorized_at = self.last_activity = now
         self.session_timeout = session_timeout or None   # 0 means "no limit" (RFC 2865 §5.27)
         self.idle_timeout = idle_timeout or None
 
-    def teardown(self, event: Event) -> list[ReleaseFailure]:
+    def teardown(self, event: SubscriberEvent) -> list[ReleaseFailure]:
         """Begin and finish teardown: release every resource once, newest first.
 
         Safe to call again (and in any state for any teardown event the table allows):
@@ -343,7 +394,7 @@ class Subscriber:
         self.teardown_event = event
         log.info("subscriber %d (%s) teardown: %s", self.id, self.username or "-", event.value)
         failures = self.ledger.release_all()
-        self.handle(Event.RELEASED)
+        self.handle(SubscriberEvent.RELEASED)
         for hook in self._gone_hooks:
             hook(self)
         return failures
@@ -366,23 +417,27 @@ class Subscriber:
     def change_idle_timeout(self, seconds: float | None) -> None:
         self.idle_timeout = seconds or None
 
-    def _deadlines(self) -> Iterator[tuple[float, Event]]:
+    def _deadlines(self) -> Iterator[tuple[float, SubscriberEvent]]:
         if self.state not in AUTHORIZED_STATES or self.authorized_at is None:
             return
         if self.session_timeout is not None:
-            yield self.authorized_at + self.session_timeout, Event.SESSION_TIMEOUT
+            yield self.authorized_at + self.session_timeout, SubscriberEvent.SESSION_TIMEOUT
         if self.idle_timeout is not None and self.last_activity is not None:
-            yield self.last_activity + self.idle_timeout, Event.IDLE_TIMEOUT
+            yield self.last_activity + self.idle_timeout, SubscriberEvent.IDLE_TIMEOUT
 
     def next_deadline(self) -> float | None:
         """When :meth:`check_timers` should next be called (None: no timer runs)."""
         return min((when for when, _ in self._deadlines()), default=None)
 
-    def check_timers(self, now: float) -> list[Event]:
+    def check_timers(self, now: float) -> list[SubscriberEvent]:
         """The timeout events due at ``now``, session timeout first. Does not tear down:
         the caller passes the first event to :meth:`teardown` (or the table's)."""
         due = [event for when, event in self._deadlines() if now >= when]
         return sorted(due, key=_TIMER_PRIORITY.__getitem__)
+
+
+#: The enum's earlier name, still imported by modules outside the subscriber lifecycle.
+Event = SubscriberEvent
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -520,7 +575,7 @@ class SubscriberTable:
         return min((d for s in self._by_id.values() if (d := s.next_deadline()) is not None),
                    default=None)
 
-    def expire(self, now: float) -> list[tuple[Subscriber, Event]]:
+    def expire(self, now: float) -> list[tuple[Subscriber, SubscriberEvent]]:
         """Tear down every subscriber whose session or idle timer ran out."""
         expired = []
         for sub in list(self._by_id.values()):

@@ -12,8 +12,10 @@ Two halves, split the sans-I/O way:
   silently (only a full queue drops anything, Interim-Updates first, and that is
   counted and logged at error level).
 
-Acct-Terminate-Cause (RFC 2866 §5.10) for each teardown event is :data:`TERMINATE_CAUSE`;
-the choices that are not obvious are explained there.
+Acct-Terminate-Cause (RFC 2866 §5.10) for each teardown event is
+:data:`responder.subscriber.TERMINATE_CAUSE`, next to the teardown events it maps (the
+choices that are not obvious are explained there); this module imports it, never the
+other way round.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from responder.subscriber import Event
+from responder.subscriber import TERMINATE_CAUSE, SubscriberEvent, TerminateCause
 
 log = logging.getLogger(__name__)
 
@@ -42,58 +44,6 @@ class StatusType(enum.IntEnum):
     INTERIM_UPDATE = 3
     ACCOUNTING_ON = 7
     ACCOUNTING_OFF = 8
-
-
-class TerminateCause(enum.IntEnum):
-    """RFC 2866 §5.10 Acct-Terminate-Cause (the values this NAS uses and a few more)."""
-
-    USER_REQUEST = 1
-    LOST_CARRIER = 2
-    LOST_SERVICE = 3
-    IDLE_TIMEOUT = 4
-    SESSION_TIMEOUT = 5
-    ADMIN_RESET = 6
-    ADMIN_REBOOT = 7
-    PORT_ERROR = 8
-    NAS_ERROR = 9
-    NAS_REQUEST = 10
-    NAS_REBOOT = 11
-    SERVICE_UNAVAILABLE = 15
-    USER_ERROR = 17
-
-
-#: Teardown event -> Acct-Terminate-Cause.
-TERMINATE_CAUSE: dict[Event, TerminateCause] = {
-    # The client deleted its SAs (logged out): "User requested termination of service".
-    Event.REMOTE_DELETE: TerminateCause.USER_REQUEST,
-    # DPD (RFC 3706) found the peer gone: the tunnel's "carrier" dropped.
-    Event.DPD_TIMEOUT: TerminateCause.LOST_CARRIER,
-    Event.IDLE_TIMEOUT: TerminateCause.IDLE_TIMEOUT,
-    Event.SESSION_TIMEOUT: TerminateCause.SESSION_TIMEOUT,
-    Event.ADMIN_LOGOUT: TerminateCause.ADMIN_RESET,
-    # RFC 5176 §3.6 ("Disconnect-Request ... Acct-Terminate-Cause ... Admin-Reset").
-    Event.RADIUS_DISCONNECT: TerminateCause.ADMIN_RESET,
-    # The worker process (the router's IPsec server card) holding the subscriber died. The
-    # subscriber's "port" lives on that card, so this is RFC 2866's "Port Error: NAS
-    # detected an error on the port which required ending the session" -- not NAS-Reboot
-    # (the NAS as a whole keeps running) and not NAS-Error ("other than on the port").
-    Event.WORKER_LOST: TerminateCause.PORT_ERROR,
-    # The operator stops the daemon: "Administrator is ending service on the NAS".
-    Event.NAS_SHUTDOWN: TerminateCause.ADMIN_REBOOT,
-    # The same user came back from the same peer with INITIAL-CONTACT: the peer lost its
-    # state (restarted, killed) without a Delete, as DPD would have found out later.
-    Event.INITIAL_CONTACT: TerminateCause.LOST_CARRIER,
-    # A fault inside the NAS, not on the subscriber's port (its VR namespace is missing,
-    # its interface could not be made): RFC 2866's "NAS Error: NAS detected some error
-    # (other than on the port) which required ending the session".
-    Event.INTERNAL_ERROR: TerminateCause.NAS_ERROR,
-    # The rest end a login before accounting Start is sent (Start follows address
-    # assignment); they are mapped only so that the table is total.
-    Event.AUTH_FAILED: TerminateCause.USER_ERROR,
-    Event.XAUTH_TIMEOUT: TerminateCause.USER_ERROR,
-    Event.LICENSE_REFUSED: TerminateCause.SERVICE_UNAVAILABLE,
-    Event.NO_PROFILE: TerminateCause.SERVICE_UNAVAILABLE,
-}
 
 
 @dataclass(frozen=True)
@@ -177,8 +127,8 @@ class AccountingSession:
         return AccountingRecord(self.session_id, StatusType.INTERIM_UPDATE,
                                 self._common(StatusType.INTERIM_UPDATE, now, counters), now)
 
-    def stop(self, now: float, counters: Counters, cause: TerminateCause | Event) -> AccountingRecord:
-        if isinstance(cause, Event):
+    def stop(self, now: float, counters: Counters, cause: TerminateCause | SubscriberEvent) -> AccountingRecord:
+        if isinstance(cause, SubscriberEvent):
             cause = TERMINATE_CAUSE[cause]
         self.stopped = True
         attrs = self._common(StatusType.STOP, now, counters)
@@ -250,7 +200,7 @@ class Accountant:
         self.counter_sources[session.session_id] = counters
         self.enqueue(session.start(session.started_at))
 
-    def stop_session(self, session_id: str, cause: TerminateCause | Event,
+    def stop_session(self, session_id: str, cause: TerminateCause | SubscriberEvent,
                      now: float | None = None) -> None:
         """Queue the Stop with the final counters; the session is forgotten."""
         session = self.sessions.pop(session_id)

@@ -36,7 +36,7 @@ from responder.config import (build_dae_clients, build_license_manager, build_po
 from responder.config.model import ResponderConfig
 from responder.licenses import TUNNEL, LicenseRefused
 from responder.pools import Lease, PoolError
-from responder.subscriber import Event
+from responder.subscriber import SubscriberEvent
 
 from . import ipc
 from .control import ControlServer
@@ -201,7 +201,7 @@ class Supervisor:
         log.log(level, "worker %d exited (code %s); %d subscribers logged out (worker-lost)",
                 index, code, len(keys))
         for key in keys:
-            self._session_down(key, Event.WORKER_LOST.value, None)
+            self._session_down(key, SubscriberEvent.WORKER_LOST.value, None)
             self._release(key)
 
     # -- worker messages -------------------------------------------------------------------
@@ -285,9 +285,10 @@ class Supervisor:
         older = [r for r in self.select(user=user)
                  if r["key"] != key and r.get("peer", "").rsplit(":", 1)[0] == peer
                  and (message.get("initial_contact") or r.get("grace"))]
-        for cause in (Event.INITIAL_CONTACT, Event.REMOTE_DELETE):
+        for cause in (SubscriberEvent.INITIAL_CONTACT, SubscriberEvent.REMOTE_DELETE):
             records = [r for r in older
-                       if (Event.REMOTE_DELETE if r.get("grace") else Event.INITIAL_CONTACT) is cause]
+                       if (SubscriberEvent.REMOTE_DELETE if r.get("grace")
+                           else SubscriberEvent.INITIAL_CONTACT) is cause]
             if records:
                 log.info("login %s of %r from %s: older session(s) %s go (%s)", key, user,
                          peer, ", ".join(r["key"] for r in records), cause.value)
@@ -339,7 +340,7 @@ class Supervisor:
             self.counters[key] = Counters(*counters)
         self.stats[f"sessions_ended_{cause}"] += 1
         if self.accountant is not None and record["acct_session_id"] in self.accountant.sessions:
-            self.accountant.stop_session(record["acct_session_id"], Event(cause))
+            self.accountant.stop_session(record["acct_session_id"], SubscriberEvent(cause))
         if self.metrics is not None:
             self.metrics.session_ended(self.counters.get(key))
         self.counters.pop(key, None)
@@ -365,7 +366,8 @@ class Supervisor:
             rows.append(record)
         return rows
 
-    async def logout(self, records: list[dict], cause: Event = Event.ADMIN_LOGOUT) -> int:
+    async def logout(self, records: list[dict],
+                     cause: SubscriberEvent = SubscriberEvent.ADMIN_LOGOUT) -> int:
         by_worker: dict[int, list[str]] = {}
         for record in records:
             by_worker.setdefault(record["worker"], []).append(record["key"])
@@ -592,7 +594,7 @@ class RegistryDirectory:
                      or r.get("peer", "").rsplit(":", 1)[0] == query.calling_station_id)]
 
     def disconnect(self, session) -> None:
-        asyncio.ensure_future(self.supervisor.logout([session], Event.RADIUS_DISCONNECT))
+        asyncio.ensure_future(self.supervisor.logout([session], SubscriberEvent.RADIUS_DISCONNECT))
 
     def change(self, session, change: AuthorizationChange) -> None:
         channel = self.supervisor.workers[session["worker"]].channel

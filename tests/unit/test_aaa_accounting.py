@@ -1,10 +1,12 @@
 """Accounting records (sans-I/O) and the Accountant queue with a fake sender."""
+import ast
 import asyncio
 import ipaddress
+from pathlib import Path
 
 from responder.aaa.accounting import (TERMINATE_CAUSE, Accountant, AccountingSession, Counters,
                                       StatusType, TerminateCause, encode_counters)
-from responder.subscriber import Event
+from responder.subscriber import SubscriberEvent
 
 A = ipaddress.IPv4Address
 
@@ -27,7 +29,7 @@ def test_start_interim_stop_attributes():
     assert interim.attributes["Acct-Session-Time"] == 61
     assert interim.attributes["Acct-Input-Octets"] == 10 and interim.attributes["Acct-Output-Packets"] == 2
     assert s.next_interim_at == 220.0                       # not shifted by the late tick
-    stop = s.stop(400.0, Counters(5 * 2**32 + 7, 3, 9, 9), Event.DPD_TIMEOUT)
+    stop = s.stop(400.0, Counters(5 * 2**32 + 7, 3, 9, 9), SubscriberEvent.DPD_TIMEOUT)
     assert stop.attributes["Acct-Terminate-Cause"] == TerminateCause.LOST_CARRIER == 2
     assert stop.attributes["Acct-Input-Octets"] == 7 and stop.attributes["Acct-Input-Gigawords"] == 5
     assert stop.attributes["Acct-Session-Time"] == 300 and not s.due(1e9)
@@ -40,17 +42,17 @@ def test_interim_skips_missed_intervals_instead_of_bursting():
 
 
 def test_terminate_causes_of_the_spec():
-    assert TERMINATE_CAUSE[Event.REMOTE_DELETE] == 1
-    assert TERMINATE_CAUSE[Event.DPD_TIMEOUT] == 2
-    assert TERMINATE_CAUSE[Event.IDLE_TIMEOUT] == 4
-    assert TERMINATE_CAUSE[Event.SESSION_TIMEOUT] == 5
-    assert TERMINATE_CAUSE[Event.ADMIN_LOGOUT] == 6
-    assert TERMINATE_CAUSE[Event.RADIUS_DISCONNECT] == 6     # RFC 5176 §3.6
-    assert TERMINATE_CAUSE[Event.WORKER_LOST] == 8
+    assert TERMINATE_CAUSE[SubscriberEvent.REMOTE_DELETE] == 1
+    assert TERMINATE_CAUSE[SubscriberEvent.DPD_TIMEOUT] == 2
+    assert TERMINATE_CAUSE[SubscriberEvent.IDLE_TIMEOUT] == 4
+    assert TERMINATE_CAUSE[SubscriberEvent.SESSION_TIMEOUT] == 5
+    assert TERMINATE_CAUSE[SubscriberEvent.ADMIN_LOGOUT] == 6
+    assert TERMINATE_CAUSE[SubscriberEvent.RADIUS_DISCONNECT] == 6     # RFC 5176 §3.6
+    assert TERMINATE_CAUSE[SubscriberEvent.WORKER_LOST] == 8
 
 
 def test_internal_error_stops_with_nas_error_never_admin_reset():
-    stop = session().stop(160.0, Counters(), Event.INTERNAL_ERROR)
+    stop = session().stop(160.0, Counters(), SubscriberEvent.INTERNAL_ERROR)
     assert stop.attributes["Acct-Terminate-Cause"] == TerminateCause.NAS_ERROR == 9
 
 
@@ -78,7 +80,7 @@ def test_accountant_retries_stop_until_delivered_in_order():
         acct = Accountant(sender, retry_backoff=0.01, clock=lambda: 500.0)
         task = asyncio.create_task(acct.run())
         acct.start_session(session(), counters=lambda: Counters(1, 2, 3, 4))
-        acct.stop_session("S1", Event.RADIUS_DISCONNECT, now=130.0)
+        acct.stop_session("S1", SubscriberEvent.RADIUS_DISCONNECT, now=130.0)
         assert await acct.drain(5)
         task.cancel()
         return sender, acct
@@ -103,9 +105,28 @@ def test_full_queue_evicts_interims_then_drops_loudly(caplog):
     acct = Accountant(FlakySender(), max_queue=2, clock=lambda: 0.0)
     acct.start_session(session(interim_interval=1))
     assert acct.tick(101.0) == 1                        # queue: Start, Interim
-    acct.stop_session("S1", Event.ADMIN_LOGOUT, 102.0)  # evicts the Interim
+    acct.stop_session("S1", SubscriberEvent.ADMIN_LOGOUT, 102.0)  # evicts the Interim
     assert acct.stats.dropped_interim == 1 and acct.pending() == 2
     other = AccountingSession("S2", "bob", None, 0.0)
     acct.start_session(other)                           # nothing to evict: dropped, counted
     assert acct.stats.dropped_start == 1
     assert "DROPPED START of session S2" in caplog.text
+
+
+def _imported_modules(path):
+    tree = ast.parse(Path(path).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_subscriber_lifecycle_does_not_import_accounting():
+    """One direction only: accounting imports the lifecycle's teardown-cause table."""
+    import responder.subscriber as lifecycle
+    assert not any(name.startswith("responder.aaa") for name in _imported_modules(lifecycle.__file__))
+    assert "responder.subscriber" in _imported_modules(
+        __import__("responder.aaa.accounting").aaa.accounting.__file__)
