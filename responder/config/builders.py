@@ -10,7 +10,7 @@ from responder.aaa.base import DomainMapEntry, DomainMaps
 from responder.aaa.dae import DaeClient
 from responder.aaa.local import LocalUser
 from responder.aaa.radius import NasIdentity, RadiusServer, ServerGroup
-from responder.config import algorithms
+import responder.config.algorithms as algorithms
 from responder.config.model import (IkeConfig, ResponderConfig, StaticTunnelConfig,
                                     TunnelProfile)
 from responder.ikev1.policy import (DpdPolicy, EspPolicy, EspTransform, IkeRule, Limits,

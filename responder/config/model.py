@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field,
                       PrivateAttr, SecretStr, ValidationInfo, model_validator)
 
-from responder.config import algorithms
+import responder.config.algorithms as algorithms
 from responder.config.identities import IdentitySpec, parse_identity
 
 #: SPEC "IPsec tunnel profiles": "up to six phase 2 transforms"
