@@ -230,8 +230,10 @@ def login_section(login: dict) -> list[str]:
              f"{c['limits']}. Load average at the end {', '.join(f'{x:.2f}' for x in c['loadavg_end'])} "
              f"on {c['cpus']} CPUs (the initiators share the cores with the gateway).", ""]
     for aaa in sorted({r["aaa"] for r in login["comparison"]}):
-        lines += [f"### AAA {aaa}", "", "| figure | dynipsec | strongSwan | ratio |",
-                  "|---|---|---|---|"]
+        work = c.get("aaa_work", {}).get(aaa)
+        lines += [f"### AAA {aaa} ({c['user_database']:,} users)", ""]
+        lines += [f"Work per login on both gateways: {work}.", ""] if work else []
+        lines += ["| figure | dynipsec | strongSwan | ratio |", "|---|---|---|---|"]
         for row in login["comparison"]:
             if row["aaa"] == aaa:
                 lines.append(f"| {row['figure']} ({row['unit']}) | {fmt(row['dynipsec'])} | "
