@@ -222,7 +222,7 @@ def _detach_stdout() -> None:
 
 # -- down ----------------------------------------------------------------------------------
 def cmd_down(args) -> int:
-    from lab.state import clean_state
+    from lab.cleanup import clean_state
 
     states = _selected_states(args.prefix)
     if not states:
@@ -244,7 +244,7 @@ def cmd_down(args) -> int:
 
 
 def _stop_keeper(state, timeout: float) -> int:
-    from lab.state import clean_state
+    from lab.cleanup import clean_state
 
     print(f"stopping lab {state.prefix!r} (keeper pid {state.owner.pid}) ...", flush=True)
     started = time.monotonic()
@@ -341,7 +341,8 @@ def _find_host(name: str, prefix: str | None):
 
 # -- clean ---------------------------------------------------------------------------------
 def cmd_clean(args) -> int:
-    from lab.state import LabRunningError, clean_state
+    from lab.cleanup import clean_state
+    from lab.state import LabRunningError
 
     states = _selected_states(args.prefix)
     if not states:

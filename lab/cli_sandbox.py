@@ -173,7 +173,7 @@ def _lab_of_host(host: str):
 # -- gateway -------------------------------------------------------------------------------
 @_command("gateway start")
 def cmd_gateway_start(args) -> int:
-    from lab.sandbox import load_records, start_holder
+    from lab.holders import load_records, start_holder
 
     prefix, lab = _running_lab(args.prefix)
     if args.config and args.kind != "dynipsec":
@@ -198,7 +198,8 @@ def cmd_gateway_start(args) -> int:
 
 @_command("gateway stop")
 def cmd_gateway_stop(args) -> int:
-    from lab.sandbox import SandboxError, resolve_prefix, stop_holder
+    from lab.holders import stop_holder
+    from lab.sandbox import SandboxError, resolve_prefix
 
     try:
         prefix = resolve_prefix(args.prefix)
@@ -262,7 +263,8 @@ def _login_group(lab, wanted: str | None) -> str:
 
 @_command("login")
 def cmd_login(args) -> int:
-    from lab.sandbox import SandboxError, load_records, start_holder, stop_holder
+    from lab.holders import load_records, start_holder, stop_holder
+    from lab.sandbox import SandboxError
 
     prefix, lab = _lab_of_host(args.host)
     if not load_records(prefix)["gateway"]:
@@ -302,7 +304,7 @@ def cmd_login(args) -> int:
 
 @_command("logout")
 def cmd_logout(args) -> int:
-    from lab.sandbox import stop_holder
+    from lab.holders import stop_holder
 
     prefix = _prefix_of_host(args.host)
     entry = stop_holder(prefix, "client", args.host)

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from clients.process import Daemon
-from lab.state import (LabState, ProcessRecord, clean_state, delete_netns_name, load_state,
+from lab.cleanup import clean_state
+from lab.holders import stop_sandbox
+from lab.state import (LabState, ProcessRecord, delete_netns_name, load_state,
                        netns_name_inode, terminate_processes)
 from lab.topology import REPO_ROOT, Topology
 
@@ -520,8 +522,6 @@ class Lab:
     def _stop_sandbox(self) -> None:
         """Gateways, clients and captures that `dynipsec lab gateway|login|capture` started
         in this lab (lab.sandbox): logged out and stopped while the hosts still live."""
-        from lab.sandbox import stop_sandbox
-
         for line in stop_sandbox(self.topology.prefix):
             log.info("sandbox: %s", line)
 

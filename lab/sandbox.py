@@ -14,70 +14,31 @@ AND mount namespace, so its private /run and /var/log), and record what they sta
   can end them by PID even if a holder died;
 * a capture is a tcpdump PID.
 
-`stop_sandbox(prefix)` ends all of it: clients, then the gateway, then captures, then
-any recorded PID still alive. The keeper calls it before it tears the lab down.
+The record, the holders and `stop_sandbox(prefix)` (which ends all of it) are in
+lab.holders, which the keeper and `lab clean` use without this module.
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 from lab.engine import Lab
-from lab.state import (ProcessRecord, interfaces_of, load_state, state_dir, terminate_process,
-                       terminate_processes)
-from lab.topology import REPO_ROOT, load_topology
+from lab.holders import edit_records, load_records, read_status, stored_record
+from lab.initiator_probe import InitiatorProbe
+from lab.state import ProcessRecord, all_states, interfaces_of, load_state, terminate_process
+from lab.topology import load_topology
 
-HOLDER_START_TIMEOUT = 60.0
-HOLDER_STOP_TIMEOUT = 30.0
 
 
 class SandboxError(RuntimeError):
     """A sandbox command cannot do what it was asked (no lab, no such host, ...)."""
-
-
-# -- the record ----------------------------------------------------------------------------
-def sandbox_path(prefix: str) -> Path:
-    return state_dir() / "sandbox" / f"{prefix}.json"
-
-
-def load_records(prefix: str) -> dict:
-    try:
-        return json.loads(sandbox_path(prefix).read_text())
-    except (FileNotFoundError, ValueError):
-        return {"gateway": None, "clients": {}, "captures": {}, "pids": {}}
-
-
-@contextlib.contextmanager
-def edit_records(prefix: str):
-    """The record under an exclusive lock (holders and CLI invocations write at once)."""
-    path = sandbox_path(prefix)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        records = load_records(prefix)
-        yield records
-        tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_text(json.dumps(records, indent=1))
-        os.replace(tmp, path)
-
-
-def remove_records(prefix: str) -> None:
-    for path in (sandbox_path(prefix), sandbox_path(prefix).with_suffix(".lock")):
-        path.unlink(missing_ok=True)
-
-
-def _record(data: dict | None) -> ProcessRecord | None:
-    return ProcessRecord(**data) if data else None
 
 
 # -- a lab host seen from another process ------------------------------------------------
@@ -163,8 +124,6 @@ class SandboxLab:
 
 def resolve_prefix(prefix: str | None) -> str:
     """The prefix given, or the only running lab's."""
-    from lab.state import all_states
-
     if prefix:
         return prefix
     running = [s.prefix for s in all_states() if s.owner_alive()]
@@ -177,103 +136,10 @@ def resolve_prefix(prefix: str | None) -> str:
 
 def host_prefix(host: str) -> str | None:
     """The prefix of the running lab that has this host."""
-    from lab.state import all_states
-
     for state in all_states():
         if host in state.hosts and state.owner_alive():
             return state.prefix
     return None
-
-
-# -- holders: start, report, stop ----------------------------------------------------------
-def start_holder(prefix: str, role: str, key: str, workdir: Path, options: dict) -> dict:
-    """Starts a detached holder, waits for its report; returns the status it wrote."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    status_file = workdir / f"holder-{role}.json"
-    status_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "lab.sandbox", "hold", "--prefix", prefix, "--role", role,
-            "--status", str(status_file), "--options", json.dumps(options)]
-    with open(workdir / f"holder-{role}.log", "ab") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                cwd=str(REPO_ROOT), start_new_session=True,
-                                env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    record = ProcessRecord.of(proc.pid, f"sandbox {role} holder {key}")
-    with edit_records(prefix) as records:
-        entry = {"holder": record.__dict__ if record else None, "workdir": str(workdir),
-                 "status": str(status_file), "options": _public(options)}
-        if role == "gateway":
-            records["gateway"] = entry
-        else:
-            records["clients"][key] = entry
-    deadline = time.monotonic() + HOLDER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        status = read_status(status_file)
-        if status.get("state") in ("up", "failed"):
-            break
-        if proc.poll() is not None:
-            status = read_status(status_file) or {"state": "failed",
-                                                   "error": f"holder exited {proc.returncode}; "
-                                                            f"see {workdir}/holder-{role}.log"}
-            break
-        time.sleep(0.1)
-    else:
-        status = {"state": "failed", "error": f"no report after {HOLDER_START_TIMEOUT:.0f}s"}
-    if status["state"] != "up":
-        stop_holder(prefix, role, key)
-    return status
-
-
-def _public(options: dict) -> dict:
-    return {k: v for k, v in options.items() if k != "password"}
-
-
-def read_status(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def stop_holder(prefix: str, role: str, key: str) -> dict | None:
-    """SIGTERM to the holder, wait until it has stopped what it holds; drop the record."""
-    entry = load_records(prefix)["gateway"] if role == "gateway" \
-        else load_records(prefix)["clients"].get(key)
-    if entry is None:
-        return None
-    holder = _record(entry.get("holder"))
-    if holder is not None and holder.is_alive():
-        os.kill(holder.pid, signal.SIGTERM)
-        deadline = time.monotonic() + HOLDER_STOP_TIMEOUT
-        while holder.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if holder.is_alive():
-            terminate_process(holder)
-    with edit_records(prefix) as records:
-        if role == "gateway":
-            records["gateway"] = None
-        else:
-            records["clients"].pop(key, None)
-    return entry
-
-
-def stop_sandbox(prefix: str) -> list[str]:
-    """Ends everything the sandbox commands started in lab `prefix`; a line per thing."""
-    if not sandbox_path(prefix).exists():
-        return []
-    done = []
-    for host in list(load_records(prefix)["clients"]):
-        stop_holder(prefix, "client", host)
-        done.append(f"client on {host} logged out")
-    if load_records(prefix)["gateway"]:
-        stop_holder(prefix, "gateway", "gateway")
-        done.append("gateway stopped")
-    records = load_records(prefix)
-    leftovers = [_record(c["pid"]) for c in records["captures"].values()]
-    leftovers += [_record(r) for r in records["pids"].values()]
-    for record in terminate_processes([r for r in leftovers if r is not None]):
-        done.append(f"process {record.pid} ({record.what})")
-    remove_records(prefix)
-    return done
 
 
 # -- captures ------------------------------------------------------------------------------
@@ -297,7 +163,7 @@ def stop_capture(prefix: str, key: str) -> str:
         entry = records["captures"].pop(key, None)
     if entry is None:
         raise SandboxError(f"no capture runs on {key}")
-    record = _record(entry["pid"])
+    record = stored_record(entry["pid"])
     if record is not None:
         terminate_process(record)
     return entry["pcap"]
@@ -342,8 +208,6 @@ def _make_client(lab: SandboxLab, options: dict):
     node = lab.node(options["host"])
     workdir = lab.node_dir(node.name)
     if options["kind"] == "initiator":
-        from lab.scenario_engine import InitiatorProbe
-
         spec = argparse.Namespace(vendor_ids=None, quirks=[])
         return InitiatorProbe(node, workdir, settings, spec, lab)
     return make_client(options["kind"], node, workdir, settings, tracker=lab)
@@ -409,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
 def sandbox_report(prefix: str) -> dict[str, Any]:
     """Plain data for `dynipsec lab status --json`."""
     records = load_records(prefix)
-    alive = lambda entry: bool(entry) and bool(_record(entry.get("holder"))) and \
-        _record(entry.get("holder")).is_alive()
+    alive = lambda entry: bool(entry) and bool(stored_record(entry.get("holder"))) and \
+        stored_record(entry.get("holder")).is_alive()
     gateway = records["gateway"]
     return {
         "gateway": None if not gateway else {**gateway["options"], "running": alive(gateway),

@@ -3,8 +3,9 @@
 A running lab keeps `/run/dynipsec-lab/<prefix>.json` up to date as it goes: the
 process that owns it, every host shell and daemon PID (with the process start time,
 so that a recycled PID is never mistaken for ours), every `ip netns` name (with the
-namespace inode it was bound to) and every interface name. `clean()` removes exactly
-those leftovers after a crash and nothing else: no name patterns, no killall.
+namespace inode it was bound to) and every interface name. `lab.cleanup.clean_state`
+removes exactly those leftovers after a crash and nothing else: no name patterns, no
+killall.
 """
 from __future__ import annotations
 
@@ -264,41 +265,6 @@ def root_links() -> set[str]:
 def delete_root_link(name: str) -> str | None:
     run = subprocess.run(["ip", "link", "del", "dev", name], capture_output=True, text=True)
     return f"root-namespace link {name}" if run.returncode == 0 else None
-
-
-def clean_state(state: LabState, *, force: bool = False) -> list[str]:
-    """Remove every leftover `state` records; return a line per thing removed.
-
-    Refuses (raises LabRunningError) while the owner process is alive, unless force:
-    a running lab is stopped with `down`, not cleaned away under its owner.
-    """
-    if state.owner_alive() and not force:
-        raise LabRunningError(state)
-    removed: list[str] = []
-    if force and state.owner_alive() and terminate_process(state.owner, timeout=10.0):
-        removed.append(f"owner process {state.owner.pid} ({state.owner.what})")
-    # Processes first: a live daemon keeps its namespace (and the veths in it) alive.
-    from lab.sandbox import stop_sandbox
-
-    removed += [f"sandbox: {line}" for line in stop_sandbox(state.prefix)]
-    for record in terminate_processes(list(state.daemons.values())):
-        removed.append(f"process {record.pid} ({record.what})")
-    for record in terminate_processes(list(state.hosts.values()), timeout=1.0):
-        removed.append(f"host shell {record.pid} ({record.what})")
-    for record in terminate_processes(processes_in_namespaces(state)):
-        removed.append(f"process {record.pid} in a lab namespace ({record.what[:80]})")
-    for name, inode in state.netns_names.items():
-        what = delete_netns_name(name, inode)
-        if what:
-            removed.append(what)
-    present = root_links()
-    for name in [*state.root_links, *state.interfaces]:
-        if name in present:
-            what = delete_root_link(name)
-            if what:
-                removed.append(what)
-    state.remove()
-    return removed
 
 
 class LabRunningError(RuntimeError):

@@ -55,7 +55,8 @@ def state_dir(tmp_path, monkeypatch):
 
 
 def test_state_round_trip_and_dead_owner(state_dir):
-    from lab.state import LabState, ProcessRecord, clean_state, load_state
+    from lab.cleanup import clean_state
+    from lab.state import LabState, ProcessRecord, load_state
 
     finished = subprocess.Popen([sys.executable, "-c", "pass"])
     record = ProcessRecord.of(finished.pid, "short-lived")
@@ -71,7 +72,8 @@ def test_state_round_trip_and_dead_owner(state_dir):
 
 
 def test_a_running_owner_is_not_cleaned(state_dir):
-    from lab.state import LabRunningError, LabState, ProcessRecord, clean_state
+    from lab.cleanup import clean_state
+    from lab.state import LabRunningError, LabState, ProcessRecord
 
     me = ProcessRecord.of(os.getpid(), "this test")
     state = LabState(prefix="ur", owner=me)
