@@ -10,7 +10,9 @@ Two halves, split the sans-I/O way:
   Acct-Delay-Time (RFC 2866 §5.2), a bounded queue, and counters. When no server
   answers, records stay queued and are retried with back-off: Stops are never dropped
   silently (only a full queue drops anything, Interim-Updates first, and that is
-  counted and logged at error level).
+  counted and logged at error level). Records are journaled before they are queued
+  and replayed after a restart (responder/aaa/journal.py); one that no server
+  acknowledges within its limits goes to the dead letters, the others go on.
 
 Acct-Terminate-Cause (RFC 2866 §5.10) for each teardown event is
 :data:`responder.subscriber.TERMINATE_CAUSE`, next to the teardown events it maps (the
@@ -28,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from responder.aaa.journal import AccountingJournal, DeadLetters
 from responder.subscriber import TERMINATE_CAUSE, SubscriberEvent, TerminateCause
 
 log = logging.getLogger(__name__)
@@ -63,13 +66,17 @@ Attributes = dict[str, object]
 
 @dataclass
 class AccountingRecord:
-    """One Accounting-Request to send. ``created_at`` (monotonic) feeds Acct-Delay-Time."""
+    """One Accounting-Request to send. ``created_at`` (monotonic) feeds Acct-Delay-Time;
+    ``journal_id`` is its entry in the :class:`AccountingJournal` (None: not journaled)."""
 
     session_id: str
     status: StatusType
     attributes: Attributes
     created_at: float
     attempts: int = 0
+    journal_id: int | None = None
+    #: wall-clock time of ``created_at`` (a journal outlives the monotonic clock)
+    created_wall: float | None = None
 
 
 @dataclass
@@ -148,6 +155,42 @@ def encode_counters(c: Counters) -> Attributes:
     }
 
 
+def nas_record(status: StatusType, boot_id: str, now: float,
+               nas_attributes: Attributes) -> AccountingRecord:
+    """Accounting-On (daemon start) or Accounting-Off (clean stop), RFC 2866 §5.1: the
+    server closes every open session of this NAS. Acct-Session-Id is the boot id."""
+    attrs: Attributes = {"Acct-Status-Type": int(status), "Acct-Session-Id": boot_id,
+                         **nas_attributes}
+    return AccountingRecord(boot_id, status, attrs, now)
+
+
+def _encode_value(value: object) -> object:
+    return {"hex": value.hex()} if isinstance(value, bytes) else value
+
+
+def _decode_value(value: object) -> object:
+    return bytes.fromhex(value["hex"]) if isinstance(value, dict) else value
+
+
+def record_entry(record: AccountingRecord) -> dict:
+    """A record as the journal and the dead letters keep it (JSON: bytes as hex)."""
+    return {"session_id": record.session_id, "status": int(record.status),
+            "created_wall": record.created_wall,
+            "attributes": {k: _encode_value(v) for k, v in record.attributes.items()}}
+
+
+def record_from_entry(entry: dict, journal_id: int, now: float, wall_now: float
+                      ) -> AccountingRecord:
+    """A journaled record back, its age kept: ``created_at`` is ``now`` minus the wall
+    time since it was made (for Acct-Delay-Time and ``max_age``)."""
+    created_wall = float(entry["created_wall"])
+    return AccountingRecord(
+        entry["session_id"], StatusType(entry["status"]),
+        {k: _decode_value(v) for k, v in entry["attributes"].items()},
+        created_at=now - max(0.0, wall_now - created_wall), journal_id=journal_id,
+        created_wall=created_wall)
+
+
 class AccountingSender(Protocol):
     """What the accountant needs from the RADIUS client: send one Accounting-Request
     (to the group's servers, with its own retransmission/failover), set Acct-Delay-Time
@@ -166,6 +209,9 @@ class AccountingStats:
     dropped_interim: int = 0
     dropped_start: int = 0
     dropped_stop: int = 0
+    replayed: int = 0
+    dead_lettered: int = 0
+    journal_errors: int = 0
 
 
 class Accountant:
@@ -173,17 +219,32 @@ class Accountant:
 
     Records leave in FIFO order (a session's Stop never overtakes its Start); when the
     head cannot be delivered the queue waits with exponential back-off and retries it.
+
+    With a ``journal`` every record is written there before it is queued and leaves it
+    only after its Accounting-Response; the journal's undelivered records are queued
+    first, at construction (a restart, a crash). A record still undelivered after
+    ``max_attempts`` sends or ``max_age`` seconds goes to ``dead_letters`` (and the log)
+    and the queue goes on; None: retried forever.
     """
 
     def __init__(self, sender: AccountingSender, *, group: str | None = None,
                  max_queue: int = 10_000, retry_backoff: float = 1.0, max_backoff: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], float] = time.time,
+                 journal: AccountingJournal | None = None,
+                 dead_letters: DeadLetters | None = None,
+                 max_attempts: int | None = None, max_age: float | None = None) -> None:
         self.sender = sender
         self.group = group
         self.max_queue = max_queue
         self.retry_backoff = retry_backoff
         self.max_backoff = max_backoff
         self.clock = clock
+        self.wall_clock = wall_clock
+        self.journal = journal
+        self.dead_letters = dead_letters
+        self.max_attempts = max_attempts
+        self.max_age = max_age
         self.sessions: dict[str, AccountingSession] = {}
         self.counter_sources: dict[str, Callable[[], Counters]] = {}
         self.stats = AccountingStats()
@@ -191,6 +252,19 @@ class Accountant:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._replay_journal()
+
+    def _replay_journal(self) -> None:
+        if self.journal is None or not len(self.journal):
+            return
+        now, wall_now = self.clock(), self.wall_clock()
+        for journal_id, entry in self.journal.pending():
+            self._queue.append(record_from_entry(entry, journal_id, now, wall_now))
+        self.stats.replayed = len(self._queue)
+        self._idle.clear()
+        self._wakeup.set()
+        log.warning("accounting journal %s: %d undelivered records from an earlier run "
+                    "queued again", self.journal.path, self.stats.replayed)
 
     # -- sessions (called by the daemon's login / teardown code) --------------------------
     def start_session(self, session: AccountingSession,
@@ -206,6 +280,10 @@ class Accountant:
         session = self.sessions.pop(session_id)
         counters = self.counter_sources.pop(session_id)()
         self.enqueue(session.stop(self.clock() if now is None else now, counters, cause))
+
+    def nas_status(self, status: StatusType, boot_id: str, nas_attributes: Attributes) -> None:
+        """Queue Accounting-On (start) or Accounting-Off (clean stop) of this NAS."""
+        self.enqueue(nas_record(status, boot_id, self.clock(), nas_attributes))
 
     def tick(self, now: float) -> int:
         """Queue the Interim-Updates that are due; returns how many. Call from a timer."""
@@ -228,6 +306,9 @@ class Accountant:
     def enqueue(self, record: AccountingRecord) -> bool:
         if len(self._queue) >= self.max_queue and not self._make_room(record):
             return False
+        if record.created_wall is None:
+            record.created_wall = self.wall_clock() - max(0.0, self.clock() - record.created_at)
+        self._journal_add(record)
         self._queue.append(record)
         self.stats.queued += 1
         self._idle.clear()
@@ -239,6 +320,7 @@ class Accountant:
         for old in self._queue:
             if old.status is StatusType.INTERIM_UPDATE:
                 self._queue.remove(old)
+                self._journal_done(old)
                 self.stats.dropped_interim += 1
                 log.warning("accounting queue full (%d): dropped Interim-Update of %s",
                             self.max_queue, old.session_id)
@@ -252,6 +334,49 @@ class Accountant:
         log.error("accounting queue full (%d records, no server answering?): DROPPED %s of "
                   "session %s", self.max_queue, record.status.name, record.session_id)
         return False
+
+    def _journal_add(self, record: AccountingRecord) -> None:
+        if self.journal is None:
+            return
+        try:
+            record.journal_id = self.journal.add(record_entry(record))
+        except OSError as exc:   # the record is still sent; only its durability is lost
+            self.stats.journal_errors += 1
+            log.error("accounting journal %s not written (%s): %s of %s kept in memory only",
+                      self.journal.path, exc.strerror, record.status.name, record.session_id)
+
+    def _journal_done(self, record: AccountingRecord) -> None:
+        if self.journal is None or record.journal_id is None:
+            return
+        try:
+            self.journal.done(record.journal_id)
+        except OSError as exc:   # the record may be sent once more after a restart
+            self.stats.journal_errors += 1
+            log.error("accounting journal %s: delivery of %s not noted (%s)",
+                      self.journal.path, record.session_id, exc.strerror)
+
+    def _exhausted(self, record: AccountingRecord) -> str | None:
+        """Why ``record`` is given up (None: retry it)."""
+        if self.max_attempts is not None and record.attempts >= self.max_attempts:
+            return f"not acknowledged after {record.attempts} attempts"
+        if self.max_age is not None and self.clock() - record.created_at >= self.max_age:
+            return f"not acknowledged within {self.max_age:g} s"
+        return None
+
+    def _dead_letter(self, record: AccountingRecord, reason: str, error: Exception) -> None:
+        self.stats.dead_lettered += 1
+        log.error("accounting %s of session %s dead-lettered: %s (last error: %s)%s",
+                  record.status.name, record.session_id, reason, error,
+                  f"; kept in {self.dead_letters.path}" if self.dead_letters else "")
+        if self.dead_letters is not None:
+            try:
+                self.dead_letters.write({"at": self.wall_clock(), "reason": reason,
+                                         "error": str(error), "attempts": record.attempts,
+                                         **record_entry(record)})
+            except OSError as exc:
+                log.error("dead-letter file %s not written: %s", self.dead_letters.path,
+                          exc.strerror)
+        self._journal_done(record)
 
     def pending(self) -> int:
         return len(self._queue)
@@ -281,12 +406,21 @@ class Accountant:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the record, retry
                 self.stats.failed_attempts += 1
+                reason = self._exhausted(record)
+                if reason is not None:
+                    self._remove_head(record)
+                    self._dead_letter(record, reason, exc)
+                    continue
                 log.warning("accounting %s of %s not delivered (attempt %d): %s; retry in %.1fs",
                             record.status.name, record.session_id, record.attempts, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue
             backoff = self.retry_backoff
-            if self._queue and self._queue[0] is record:
-                self._queue.popleft()
+            self._remove_head(record)
+            self._journal_done(record)
             self.stats.sent += 1
+
+    def _remove_head(self, record: AccountingRecord) -> None:
+        if self._queue and self._queue[0] is record:
+            self._queue.popleft()

@@ -4,6 +4,7 @@ import asyncio
 import ipaddress
 from pathlib import Path
 
+from responder.aaa.journal import AccountingJournal, DeadLetters, next_boot_id
 from responder.aaa.accounting import (TERMINATE_CAUSE, Accountant, AccountingSession, Counters,
                                       StatusType, TerminateCause, encode_counters)
 from responder.subscriber import SubscriberEvent
@@ -12,9 +13,9 @@ A = ipaddress.IPv4Address
 
 
 def session(**kw):
-    return AccountingSession(session_id="S1", username="alice", framed_ip=A("10.99.1.5"),
-                             started_at=100.0, class_=b"cls",
-                             nas_attributes={"NAS-Port": 4}, **kw)
+    fields = dict(session_id="S1", username="alice", framed_ip=A("10.99.1.5"), started_at=100.0,
+                  class_=b"cls", nas_attributes={"NAS-Port": 4})
+    return AccountingSession(**{**fields, **kw})
 
 
 def test_start_interim_stop_attributes():
@@ -130,3 +131,160 @@ def test_subscriber_lifecycle_does_not_import_accounting():
     assert not any(name.startswith("responder.aaa") for name in _imported_modules(lifecycle.__file__))
     assert "responder.subscriber" in _imported_modules(
         __import__("responder.aaa.accounting").aaa.accounting.__file__)
+
+
+# -- journal, dead letters, Accounting-On/Off ------------------------------------------------
+
+
+class RecordingSender:
+    """Acknowledges every record except those of ``refused`` sessions."""
+
+    def __init__(self, refused=()):
+        self.refused, self.sent, self.tries = set(refused), [], []
+
+    async def send_accounting(self, attributes, created_at, group=None):
+        self.tries.append(attributes["Acct-Session-Id"])
+        if attributes["Acct-Session-Id"] in self.refused:
+            raise TimeoutError("timeout: no RADIUS server answered")
+        self.sent.append(dict(attributes))
+
+
+async def _run_until_drained(acct, timeout=5):
+    task = asyncio.create_task(acct.run())
+    try:
+        return await acct.drain(timeout)
+    finally:
+        task.cancel()
+
+
+def test_journal_replays_undelivered_records_once_after_a_crash(tmp_path):
+    path = tmp_path / "accounting.journal"
+
+    async def crashed_run():
+        acct = Accountant(RecordingSender(refused={"S1"}), retry_backoff=0.01,
+                          journal=AccountingJournal(path))
+        task = asyncio.create_task(acct.run())
+        acct.start_session(session(), counters=lambda: Counters(1, 2, 3, 4))
+        acct.stop_session("S1", SubscriberEvent.WORKER_LOST, now=130.0)
+        await asyncio.sleep(0.05)
+        task.cancel()              # no drain, no close: as a SIGKILL leaves it
+
+    async def next_run():
+        sender = RecordingSender()
+        acct = Accountant(sender, journal=AccountingJournal(path))
+        assert acct.stats.replayed == 2
+        assert await _run_until_drained(acct)
+        return sender
+
+    asyncio.run(crashed_run())
+    sender = asyncio.run(next_run())
+    assert [(a["Acct-Session-Id"], a["Acct-Status-Type"]) for a in sender.sent] == [("S1", 1), ("S1", 2)]
+    assert sender.sent[1]["Acct-Terminate-Cause"] == TerminateCause.PORT_ERROR
+    assert sender.sent[0]["Class"] == b"cls"          # bytes survive the JSON journal
+    assert path.read_text() == ""                     # compacted once everything was delivered
+    assert AccountingJournal(path).pending() == []    # a third run replays nothing
+
+
+def test_record_leaves_journal_only_after_its_response(tmp_path):
+    journal = AccountingJournal(tmp_path / "j")
+
+    class SlowSender:
+        def __init__(self):
+            self.release = asyncio.Event()
+            self.in_flight = asyncio.Event()
+
+        async def send_accounting(self, attributes, created_at, group=None):
+            self.in_flight.set()
+            await self.release.wait()
+
+    async def main():
+        sender = SlowSender()
+        acct = Accountant(sender, journal=journal)
+        task = asyncio.create_task(acct.run())
+        acct.start_session(session())
+        await sender.in_flight.wait()
+        in_flight = len(AccountingJournal(journal.path).pending())
+        sender.release.set()
+        assert await acct.drain(5)
+        task.cancel()
+        return in_flight
+    assert asyncio.run(main()) == 1
+    assert AccountingJournal(journal.path).pending() == []
+
+
+def test_replayed_record_keeps_its_age_for_acct_delay_time(tmp_path):
+    path = tmp_path / "j"
+    wall = [1000.0]
+    first = Accountant(RecordingSender(), clock=lambda: 50.0, wall_clock=lambda: wall[0],
+                       journal=AccountingJournal(path))
+    first.start_session(session())               # created at monotonic 100 = 50 s in the future
+    wall[0] = 1300.0
+    second = Accountant(RecordingSender(), clock=lambda: 7.0, wall_clock=lambda: wall[0],
+                        journal=AccountingJournal(path))
+    (record,) = list(second._queue)
+    assert record.created_at == 7.0 - 300.0      # made 300 s (wall) ago
+
+
+def test_poison_record_is_dead_lettered_and_the_queue_goes_on(tmp_path, caplog):
+    dead = DeadLetters(tmp_path / "dead")
+    journal = AccountingJournal(tmp_path / "j")
+    sender = RecordingSender(refused={"POISON"})
+    acct = Accountant(sender, retry_backoff=0.01, journal=journal, dead_letters=dead,
+                      max_attempts=3)
+    acct.start_session(session(session_id="POISON"))
+    acct.start_session(session(session_id="GOOD1"))
+    acct.start_session(session(session_id="GOOD2"))
+    assert asyncio.run(_run_until_drained(acct))
+    assert sender.tries.count("POISON") == 3
+    assert [a["Acct-Session-Id"] for a in sender.sent] == ["GOOD1", "GOOD2"]
+    (letter,) = dead.read()
+    assert letter["session_id"] == "POISON" and letter["attempts"] == 3
+    assert letter["attributes"]["User-Name"] == "alice"
+    assert acct.stats.dead_lettered == 1 and journal.pending() == []
+    assert "START of session POISON dead-lettered" in caplog.text
+
+
+def test_record_older_than_max_age_is_dead_lettered(tmp_path):
+    now = [0.0]
+
+    class AgingSender(RecordingSender):
+        async def send_accounting(self, attributes, created_at, group=None):
+            now[0] += 40.0
+            await super().send_accounting(attributes, created_at, group)
+
+    sender = AgingSender(refused={"OLD"})
+    acct = Accountant(sender, retry_backoff=0.001, clock=lambda: now[0], max_age=100.0,
+                      dead_letters=DeadLetters(tmp_path / "dead"))
+    acct.enqueue(AccountingSession("OLD", "u", None, 0.0).start(0.0))
+    acct.enqueue(AccountingSession("NEW", "u", None, 0.0).start(0.0))
+    assert asyncio.run(_run_until_drained(acct))
+    assert sender.tries.count("OLD") == 3 and [a["Acct-Session-Id"] for a in sender.sent] == ["NEW"]
+
+
+def test_accounting_on_and_off_records():
+    acct = Accountant(RecordingSender(), clock=lambda: 5.0)
+    acct.nas_status(StatusType.ACCOUNTING_ON, "0000002A", {"NAS-Identifier": "dynipsec"})
+    acct.nas_status(StatusType.ACCOUNTING_OFF, "0000002A", {"NAS-Identifier": "dynipsec"})
+    on, off = list(acct._queue)
+    assert on.attributes == {"Acct-Status-Type": 7, "Acct-Session-Id": "0000002A",
+                             "NAS-Identifier": "dynipsec"}
+    assert off.attributes["Acct-Status-Type"] == 8
+
+
+def test_boot_id_differs_on_every_start(tmp_path):
+    ids = [next_boot_id(tmp_path) for _ in range(3)]
+    assert ids == ["00000001", "00000002", "00000003"]
+    (tmp_path / "boot-count").write_text("garbage")
+    assert next_boot_id(tmp_path) == "00000001"
+
+
+def test_journal_ignores_a_line_cut_short_by_a_crash(tmp_path):
+    path = tmp_path / "j"
+    journal = AccountingJournal(path, compact_after=10)
+    first = journal.add({"n": 1})
+    journal.add({"n": 2})
+    journal.done(first)
+    journal.close()
+    with open(path, "a") as handle:
+        handle.write('{"op":"add","id":9,"entr')
+    assert [e for _, e in AccountingJournal(path).pending()] == [{"n": 2}]
