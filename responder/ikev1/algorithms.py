@@ -17,10 +17,13 @@ Each row holds every fact about one algorithm that some layer needs:
   data path's HMAC. The data path wraps a primitive by :class:`CipherMode` (CBC
   stream contexts, GCM nonce = salt | IV); the mode is the data-path factory key.
 
-The registry is a leaf: it imports only the standard library, ``cryptography`` and
+The registry is a leaf: it imports only the standard library and
 ``responder.ikev1.enums``, so the initiator (``clients/``), configuration, keying and
-the data path can all import it without cycles. Lookups return ``None`` (``.get``)
-for unknown numbers and tokens; each caller raises its own error.
+the data path can all import it without cycles. Primitives are named by
+:class:`PrimitiveRef` (module, attribute) and imported on first :meth:`~PrimitiveRef.load`:
+configuration parsing reads the same rows without loading ``cryptography``.
+Lookups are plain mappings (``.get`` gives ``None`` for unknown numbers and tokens);
+each caller raises its own error.
 
 Stable API:
 
@@ -34,18 +37,11 @@ Stable API:
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Iterator, Mapping
-
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import algorithms
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-try:  # cryptography >= 43 keeps 3DES among the "decrepit" algorithms
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-except ImportError:  # pragma: no cover - older cryptography
-    TripleDES = algorithms.TripleDES  # type: ignore[attr-defined,misc]
+from functools import lru_cache
+from typing import Any, Iterator, Mapping
 
 from .enums import (AuthMethod, EncryptionAlgorithm, EspTransformId, GroupDescription,
                     HashAlgorithm, IpsecAuthAlgorithm)
@@ -67,8 +63,49 @@ __all__ = [
     "HashEntry",
     "IKE_CIPHERS",
     "IKE_HASHES",
+    "PrimitiveRef",
     "esp_suites",
 ]
+
+
+@dataclass(frozen=True)
+class PrimitiveRef:
+    """A ``cryptography`` class named by module and attribute, imported on first use.
+
+    ``places`` are tried in order (3DES moved to the "decrepit" module in
+    cryptography 43).
+    """
+
+    places: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def at(cls, module: str, attribute: str, *fallbacks: tuple[str, str]) -> "PrimitiveRef":
+        return cls(((module, attribute), *fallbacks))
+
+    def load(self) -> Any:
+        return _load(self.places)
+
+
+@lru_cache(maxsize=None)
+def _load(places: tuple[tuple[str, str], ...]) -> Any:
+    for module, attribute in places:
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"none of {places} can be imported")
+
+
+_CIPHERS_MODULE = "cryptography.hazmat.primitives.ciphers.algorithms"
+_HASHES_MODULE = "cryptography.hazmat.primitives.hashes"
+_AES = PrimitiveRef.at(_CIPHERS_MODULE, "AES")
+_TRIPLE_DES = PrimitiveRef.at("cryptography.hazmat.decrepit.ciphers.algorithms", "TripleDES",
+                              (_CIPHERS_MODULE, "TripleDES"))
+_AES_GCM = PrimitiveRef.at("cryptography.hazmat.primitives.ciphers.aead", "AESGCM")
+
+
+def _hash(attribute: str) -> PrimitiveRef:
+    return PrimitiveRef.at(_HASHES_MODULE, attribute)
 
 
 class CipherMode(Enum):
@@ -102,7 +139,7 @@ class CipherEntry:
     salt_size: int
     icv_size: int
     mode: CipherMode
-    primitive: Callable[[bytes], object]
+    primitive: PrimitiveRef  # block cipher class (CBC) or AEAD class (GCM), called with the key
     weak: bool = False
 
     @property
@@ -138,7 +175,7 @@ class HashEntry:
     key_size: int
     icv_size: int
     hashlib_name: str
-    primitive: Callable[[], hashes.HashAlgorithm]
+    primitive: PrimitiveRef  # hash class, for the PRF and phase 1 hashes
     weak: bool = False
 
 
@@ -160,28 +197,28 @@ def _aes_cbc_tokens() -> dict[str, int]:
 CIPHERS: tuple[CipherEntry, ...] = (
     # RFC 2451: 64-bit block, 8-byte explicit IV, 192-bit key (with parity bits).
     CipherEntry("3DES-CBC", {"3des": 192}, (192,), False, EncryptionAlgorithm.TRIPLE_DES_CBC,
-                EspTransformId.TRIPLE_DES, 8, 8, 0, 0, CipherMode.CBC, TripleDES),
+                EspTransformId.TRIPLE_DES, 8, 8, 0, 0, CipherMode.CBC, _TRIPLE_DES),
     # RFC 3602: 128-bit block, 16-byte explicit IV.
     CipherEntry("AES-CBC", _aes_cbc_tokens(), (128, 192, 256), True, EncryptionAlgorithm.AES_CBC,
-                EspTransformId.AES_CBC, 16, 16, 0, 0, CipherMode.CBC, algorithms.AES),
+                EspTransformId.AES_CBC, 16, 16, 0, 0, CipherMode.CBC, _AES),
     # RFC 4106: 8-byte explicit IV, KEYMAT gives key | 4-byte salt (§8.1), 16-byte ICV
     # for transform 20 (§6). ESP only.
     CipherEntry("AES-GCM-16", {"aes128gcm16": 128, "aes192gcm16": 192, "aes256gcm16": 256},
                 (128, 192, 256), True, None, EspTransformId.AES_GCM_16, 4, 8, 4, 16,
-                CipherMode.GCM, AESGCM),
+                CipherMode.GCM, _AES_GCM),
 )
 
 HASHES: tuple[HashEntry, ...] = (
     HashEntry("MD5", "HMAC-MD5-96", ("md5",), HashAlgorithm.MD5, IpsecAuthAlgorithm.HMAC_MD5,
-              16, 16, 12, "md5", hashes.MD5, weak=True),  # RFC 2403
+              16, 16, 12, "md5", _hash("MD5"), weak=True),  # RFC 2403
     HashEntry("SHA1", "HMAC-SHA1-96", ("sha1", "sha"), HashAlgorithm.SHA,
-              IpsecAuthAlgorithm.HMAC_SHA, 20, 20, 12, "sha1", hashes.SHA1),  # RFC 2404
+              IpsecAuthAlgorithm.HMAC_SHA, 20, 20, 12, "sha1", _hash("SHA1")),  # RFC 2404
     HashEntry("SHA2-256", "HMAC-SHA2-256-128", ("sha256",), HashAlgorithm.SHA2_256,
-              IpsecAuthAlgorithm.HMAC_SHA2_256, 32, 32, 16, "sha256", hashes.SHA256),  # RFC 4868
+              IpsecAuthAlgorithm.HMAC_SHA2_256, 32, 32, 16, "sha256", _hash("SHA256")),  # RFC 4868
     HashEntry("SHA2-384", "HMAC-SHA2-384-192", ("sha384",), HashAlgorithm.SHA2_384,
-              IpsecAuthAlgorithm.HMAC_SHA2_384, 48, 48, 24, "sha384", hashes.SHA384),  # RFC 4868
+              IpsecAuthAlgorithm.HMAC_SHA2_384, 48, 48, 24, "sha384", _hash("SHA384")),  # RFC 4868
     HashEntry("SHA2-512", "HMAC-SHA2-512-256", ("sha512",), HashAlgorithm.SHA2_512,
-              IpsecAuthAlgorithm.HMAC_SHA2_512, 64, 64, 32, "sha512", hashes.SHA512),  # RFC 4868
+              IpsecAuthAlgorithm.HMAC_SHA2_512, 64, 64, 32, "sha512", _hash("SHA512")),  # RFC 4868
 )
 
 GROUPS: tuple[GroupEntry, ...] = (
