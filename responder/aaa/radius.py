@@ -13,10 +13,15 @@ packets:
   A reply is accepted only from the address the request went to and only if it
   verifies (Response Authenticator and Message-Authenticator, BlastRADIUS checks in
   pyrad's ``VerifyReply``); anything else is dropped and counted (RFC 2865 §3).
+  An Access-Accept/Reject/Challenge without a Message-Authenticator is dropped too
+  (counted as ``dropped_no_message_authenticator``) unless the server is configured
+  with ``require_message_authenticator = False`` (BlastRADIUS, CVE-2024-3596).
 * :class:`RadiusClient` knows server groups: tries each server with ``retries``
   retransmissions of ``timeout`` seconds, marks a server that never answered dead for
-  the group's ``dead_time`` and fails over to the next one; when every server is dead
-  they are all tried anyway (better a slow answer than none).
+  the group's ``dead_time`` and fails over to the next one. While every server of a
+  group is dead, requests fail at once (:class:`RadiusNoServer`, nothing is sent): a
+  login is refused in no time instead of after timeout x retries per server. A server
+  whose ``dead_time`` has passed is alive again, so the next request probes it.
 * :class:`RadiusBackend` is the AAA back end: PAP Access-Request with the NAS
   attributes, reply attributes into an :class:`AuthResult`.
 
@@ -59,6 +64,10 @@ class RadiusTimeout(RadiusError):
     """No server of the group answered."""
 
 
+class RadiusNoServer(RadiusTimeout):
+    """Every server of the group is marked dead: the request was not sent."""
+
+
 class RadiusBusyError(RadiusError):
     """Too many requests waiting for an Identifier: the request was not sent."""
 
@@ -73,8 +82,8 @@ class RadiusServer:
     timeout: float = 3.0
     #: retransmissions after the first transmission
     retries: int = 2
-    #: insist on a Message-Authenticator in Access-Accept/Reject (BlastRADIUS hardening)
-    require_message_authenticator: bool = False
+    #: drop Access-Accept/Reject/Challenge without Message-Authenticator (CVE-2024-3596)
+    require_message_authenticator: bool = True
 
     @property
     def label(self) -> str:
@@ -90,6 +99,15 @@ class ServerGroup:
 
 
 # -- transport --------------------------------------------------------------------------------
+
+
+class ReplyRefused(Exception):
+    """Raised by a verifier for a reply that is authentic but not acceptable; the
+    transport drops it and counts it under ``counter``."""
+
+    def __init__(self, counter: str, why: str) -> None:
+        self.counter = counter
+        super().__init__(why)
 
 
 @dataclass
@@ -127,6 +145,10 @@ class _RadiusSocket(asyncio.DatagramProtocol):
             return
         try:
             reply = pending.verify(data)
+        except ReplyRefused as refused:
+            self.owner.stats[refused.counter] += 1
+            log.warning("RADIUS reply from %s:%d dropped: %s", *addr[:2], refused)
+            return
         except Exception as exc:  # noqa: BLE001 - malformed packet from the network
             reply = None
             log.debug("RADIUS reply from %s undecodable: %s", addr[0], exc)
@@ -272,17 +294,18 @@ class RadiusClient:
             raise UnknownBackendError(f"no RADIUS server group {name!r}") from None
 
     def _servers_to_try(self, group: ServerGroup) -> list[tuple[int, RadiusServer]]:
-        now = self.clock()
-        alive = [(i, s) for i, s in enumerate(group.servers)
-                 if self._dead_until.get((group.name, i), 0.0) <= now]
-        return alive or list(enumerate(group.servers))
+        return [(i, s) for i, s in enumerate(group.servers) if not self.is_dead(group.name, i)]
 
     def is_dead(self, group: str, index: int) -> bool:
         return self._dead_until.get((group, index), 0.0) > self.clock()
 
     async def _failover(self, group: ServerGroup, port_of: Callable[[RadiusServer], int],
                         encode_for: Callable[[RadiusServer], Callable], new_id_each_time: bool):
-        for index, server in self._servers_to_try(group):
+        candidates = self._servers_to_try(group)
+        if not candidates:
+            self.transport.stats["refused_all_dead"] += 1
+            raise RadiusNoServer(f"radius: no server answering (group {group.name})")
+        for index, server in candidates:
             destination = (server.address, port_of(server))
             try:
                 reply = await self.transport.exchange(
@@ -293,7 +316,9 @@ class RadiusClient:
                 log.warning("RADIUS server %s:%d (group %s) did not answer; marked dead for "
                             "%.0fs, failing over", *destination, group.name, group.dead_time)
                 continue
-            self._dead_until.pop((group.name, index), None)
+            if self._dead_until.pop((group.name, index), None) is not None:
+                log.info("RADIUS server %s:%d (group %s) answers again", *destination,
+                         group.name)
             return server, reply
         raise RadiusTimeout(f"timeout: no RADIUS server answered (group {group.name})")
 
@@ -335,11 +360,35 @@ class RadiusClient:
     def _verifier(self, request: rpacket.Packet, enforce_ma: bool):
         def verify(raw: bytes):
             reply = request.CreateReply(packet=raw)
-            return reply if request.VerifyReply(reply, raw, enforce_ma=enforce_ma) else None
+            if not request.VerifyReply(reply, raw):
+                return None
+            if enforce_ma and not _has_message_authenticator(raw):
+                raise ReplyRefused("dropped_no_message_authenticator",
+                                   f"code {raw[0]} without Message-Authenticator "
+                                   "(require_message_authenticator)")
+            return reply
         return verify
 
     def close(self) -> None:
         self.transport.close()
+
+
+MESSAGE_AUTHENTICATOR = 80
+
+
+def _has_message_authenticator(raw: bytes) -> bool:
+    """Whether the attributes of a raw packet include a Message-Authenticator (whose
+    value pyrad's ``VerifyReply`` has checked if it is there)."""
+    end = min(len(raw), int.from_bytes(raw[2:4], "big"))
+    offset = 20
+    while offset + 2 <= end:
+        kind, length = raw[offset], raw[offset + 1]
+        if kind == MESSAGE_AUTHENTICATOR:
+            return True
+        if length < 2:
+            return False
+        offset += length
+    return False
 
 
 # -- the AAA back end ------------------------------------------------------------------------

@@ -417,7 +417,8 @@ class RadiusServerConfig(SecretSource):
     acct_port: Port = 1813
     timeout: PositiveSeconds = 3.0
     retries: int = Field(2, ge=0, le=10)
-    require_message_authenticator: bool = False
+    #: drop Access-Accept/Reject/Challenge without Message-Authenticator (CVE-2024-3596)
+    require_message_authenticator: bool = True
 
 
 class RadiusServerGroupConfig(Strict):

@@ -76,7 +76,15 @@ server da_test {{
     ok
   }}
   post-auth {{
+    # Message-Authenticator in every Accept/Reject (BlastRADIUS): 3.2.1 adds it only
+    # when asked, and computes it when the reply is sent
+    update reply {{
+      &Message-Authenticator := 0x00
+    }}
     Post-Auth-Type REJECT {{
+      update reply {{
+        &Message-Authenticator := 0x00
+      }}
       attr_filter.access_reject
     }}
   }}
@@ -196,34 +204,75 @@ def build_raddb(raddb: Path, auth_port: int, acct_port: int) -> None:
                            + (check.stdout + check.stderr)[-3000:])
 
 
-@pytest.fixture(scope="session")
-def freeradius(tmp_path_factory):
-    reason = freeradius_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    require("freeradius", "radclient", "freeradius configuration")
-    raddb = tmp_path_factory.mktemp("da-freeradius") / "raddb"
-    auth_port, acct_port = free_udp_ports(2)
+def start_freeradius(directory: Path, auth_port: int, acct_port: int) -> tuple[subprocess.Popen,
+                                                                           RadiusServerInfo]:
+    """Build a raddb under ``directory`` and start FreeRADIUS on it; ready when both
+    ports are bound. Stop it with :func:`stop_freeradius`."""
+    raddb = directory / "raddb"
     build_raddb(raddb, auth_port, acct_port)
-    log_file = open(raddb.parent / "freeradius.log", "wb")
-    proc = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
-                            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log_path = directory / "freeradius.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
+                                stdout=log_file, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 15
         while not (_port_bound(proc.pid, auth_port) and _port_bound(proc.pid, acct_port)):
             if proc.poll() is not None:
                 raise RuntimeError(f"freeradius exited with {proc.returncode}: "
-                                   + (raddb.parent / "freeradius.log").read_text()[-3000:])
+                                   + log_path.read_text()[-3000:])
             if time.monotonic() > deadline:
                 raise RuntimeError("freeradius not ready after 15 s")
             time.sleep(0.02)
-        yield RadiusServerInfo(raddb, auth_port, acct_port, SECRET, proc.pid)
+    except BaseException:
+        stop_freeradius(proc)
+        raise
+    return proc, RadiusServerInfo(raddb, auth_port, acct_port, SECRET, proc.pid)
+
+
+def stop_freeradius(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _skip_without_freeradius() -> None:
+    reason = freeradius_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    require("freeradius", "radclient", "freeradius configuration")
+
+
+@pytest.fixture(scope="session")
+def freeradius(tmp_path_factory):
+    _skip_without_freeradius()
+    proc, info = start_freeradius(tmp_path_factory.mktemp("da-freeradius"), *free_udp_ports(2))
+    try:
+        yield info
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log_file.close()
+        stop_freeradius(proc)
+
+
+@pytest.fixture
+def freeradius_factory(tmp_path):
+    """Start private FreeRADIUS servers for one test: ``start() -> (proc, info)``; each
+    is stopped at the end (``stop_freeradius(proc)`` stops one earlier)."""
+    _skip_without_freeradius()
+    started: list[subprocess.Popen] = []
+
+    def start() -> tuple[subprocess.Popen, RadiusServerInfo]:
+        directory = tmp_path / f"freeradius{len(started)}"
+        directory.mkdir()
+        proc, info = start_freeradius(directory, *free_udp_ports(2))
+        started.append(proc)
+        return proc, info
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            stop_freeradius(proc)

@@ -1,5 +1,6 @@
 """RADIUS client against an in-process pyrad-packet server on 127.0.0.1: PAP, reply
-attributes, retransmission, failover, dead marking, identifier exhaustion, accounting."""
+attributes, retransmission, failover, dead marking, fast refusal while every server is
+dead, Message-Authenticator enforcement, identifier exhaustion, accounting."""
 import asyncio
 import ipaddress
 
@@ -17,10 +18,11 @@ DICT = load_dictionary()
 
 class FakeRadius(asyncio.DatagramProtocol):
     """Answers Access-Request (alice/alicepw) and Accounting-Request; can drop the first
-    ``drop`` requests, delay answers, or answer with a wrong secret."""
+    ``drop`` requests, delay answers, answer with a wrong secret, or leave the
+    Message-Authenticator out of its Access-Accept/Reject (``signed=False``)."""
 
-    def __init__(self, drop=0, delay=0.0, secret=SECRET):
-        self.drop, self.delay, self.secret = drop, delay, secret
+    def __init__(self, drop=0, delay=0.0, secret=SECRET, signed=True):
+        self.drop, self.delay, self.secret, self.signed = drop, delay, secret, signed
         self.received = []
 
     def connection_made(self, transport):
@@ -55,6 +57,10 @@ class FakeRadius(asyncio.DatagramProtocol):
             else:
                 reply.code = rp.AccessReject
                 reply["Reply-Message"] = "no"
+            if self.signed:
+                reply.add_message_authenticator()
+            else:
+                reply.message_authenticator = False
         else:
             req = rp.AcctPacket(packet=data, secret=SECRET, dict=DICT)
             assert req.VerifyAcctRequest()
@@ -176,6 +182,88 @@ def test_all_servers_silent_is_a_timeout_refusal():
     result = asyncio.run(main())
     assert not result.granted
     assert result.reason.startswith("timeout: no RADIUS server answered")
+
+
+def test_all_servers_dead_refuses_at_once_until_dead_time_then_probes():
+    now = [1000.0]
+
+    async def main():
+        silent1, dead1 = await dead_port()
+        silent2, dead2 = await dead_port()
+        servers = [server(dead1, timeout=0.1, retries=1), server(dead2, timeout=0.1, retries=1)]
+        backend, client = backend_for(*servers, dead_time=30, clock=lambda: now[0])
+        loop = asyncio.get_running_loop()
+        try:
+            first = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            sent = client.transport.stats["retransmissions"]
+            started = loop.time()
+            fast = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            fast_seconds = loop.time() - started
+            unsent = client.transport.stats["retransmissions"] == sent
+            now[0] += 31                      # dead_time over: the next request probes
+            started = loop.time()
+            probe = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            probe_seconds = loop.time() - started
+            return first, fast, fast_seconds, unsent, probe, probe_seconds, client.transport.stats
+        finally:
+            client.close()
+            silent1.close()
+            silent2.close()
+    first, fast, fast_seconds, unsent, probe, probe_seconds, stats = asyncio.run(main())
+    assert not first.granted and first.reason.startswith("timeout: no RADIUS server answered")
+    assert not fast.granted and fast.reason == "radius: no server answering (group default)"
+    assert fast_seconds < 0.05 and unsent and stats["refused_all_dead"] == 1
+    assert not probe.granted and probe_seconds >= 0.2    # both servers were tried again
+
+
+def test_probe_after_dead_time_finds_the_server_back():
+    now = [1000.0]
+
+    async def main():
+        fake, port = await start_fake(drop=2)      # "down" for the first login's 2 packets
+        backend, client = backend_for(server(port, timeout=0.1, retries=1), dead_time=30,
+                                      clock=lambda: now[0])
+        try:
+            down = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            refused = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            packets_while_dead = len(fake.received)
+            now[0] += 30.5
+            back = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            return down, refused, packets_while_dead, back, client.is_dead("default", 0)
+        finally:
+            client.close()
+    down, refused, packets_while_dead, back, still_dead = asyncio.run(main())
+    assert not down.granted and not refused.granted and packets_while_dead == 2
+    assert refused.reason == "radius: no server answering (group default)"
+    assert back.granted and not still_dead
+
+
+def test_reply_without_message_authenticator_is_dropped_by_default():
+    async def main():
+        _, port = await start_fake(signed=False)
+        # dead_time 0: the dropped Accept must not keep the Reject from being sent
+        backend, client = backend_for(server(port, timeout=0.1, retries=0), dead_time=0)
+        try:
+            accept = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            reject = await backend.authenticate(AuthRequest("alice", b"wrong", NAS))
+            return accept, reject, client.transport.stats
+        finally:
+            client.close()
+    accept, reject, stats = asyncio.run(main())
+    assert not accept.granted and accept.reason.startswith("timeout")
+    assert not reject.granted and reject.reason.startswith("timeout")
+    assert stats["dropped_no_message_authenticator"] == 2
+
+
+def test_reply_without_message_authenticator_accepted_when_not_required():
+    async def main():
+        _, port = await start_fake(signed=False)
+        backend, client = backend_for(server(port, require_message_authenticator=False))
+        try:
+            return await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+        finally:
+            client.close()
+    assert asyncio.run(main()).granted
 
 
 def test_reply_with_wrong_secret_is_dropped():
