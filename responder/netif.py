@@ -48,6 +48,15 @@ here), so ``remove_many`` puts the doomed devices in one link group and deletes 
 group with a single RTM_DELLINK (``unregister_netdevice_many``: one grace period for
 all); the kernel drops their routes with them. Every device this manager makes
 carries its own random link group, so a group delete never touches other devices.
+
+Leftovers of a crashed run
+--------------------------
+A device normally dies with its fd. One can outlive the run that made it (an orphaned
+worker still holding it, a persistent device made by hand with the daemon's naming):
+:func:`remove_stale_interfaces` runs at daemon start, before any worker, and deletes in
+each VR namespace every TUN device named like the daemon's (``<prefix><worker>-<id>``),
+with the access routes through it. The link groups of a dead run are random and not
+kept, so names (and the device kind) are what identify them.
 """
 from __future__ import annotations
 
@@ -57,6 +66,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import socket
 import struct
 from contextlib import contextmanager
@@ -82,9 +92,11 @@ IFF_UP = 0x1
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
-RTM_NEWROUTE, RTM_DELROUTE = 24, 25
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE = 0x1, 0x4, 0x200, 0x400
-IFLA_IFNAME, IFLA_MTU, IFLA_GROUP, IFLA_NET_NS_FD = 3, 4, 27, 28
+NLM_F_DUMP = 0x300
+IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_GROUP, IFLA_NET_NS_FD = 3, 4, 18, 27, 28
+IFLA_INFO_KIND = 1
 RTA_DST, RTA_OIF = 1, 4
 _NLMSGHDR = struct.Struct("=LHHLL")
 _IFINFOMSG = struct.Struct("=BxHiII")
@@ -440,6 +452,92 @@ def open_tun(name: str, vnet_hdr: bool = False) -> int:
     return fd
 
 
+# -- leftovers of a crashed run ----------------------------------------------------------
+
+
+def daemon_interface_pattern(prefixes: Iterable[str]) -> re.Pattern[str]:
+    """The names the daemon gives subscriber interfaces: ``<prefix><worker>-<id>``."""
+    alternatives = "|".join(re.escape(p) for p in sorted(set(prefixes), key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})\d+-\d+")
+
+
+@dataclass(frozen=True)
+class StaleCleanup:
+    """What :func:`remove_stale_interfaces` found and removed in one VR namespace."""
+
+    vr: str
+    interfaces: tuple[str, ...]
+    routes: int
+
+
+def remove_stale_interfaces(vr_prefixes: dict[str, Iterable[str]], *,
+                            netns_dir: str = NETNS_RUN_DIR) -> list[StaleCleanup]:
+    """Delete, in each VR namespace (``ip netns`` name -> interface prefixes), every TUN
+    device whose name is the daemon's; routes through them go with them. Namespaces that
+    do not exist are skipped (the workers report them)."""
+    switch = _NetnsSwitch()
+    try:
+        return [found for vr, prefixes in vr_prefixes.items()
+                if (found := _clean_namespace(switch, netns_dir, vr,
+                                              daemon_interface_pattern(prefixes))) is not None]
+    finally:
+        switch.close()
+
+
+def _clean_namespace(switch: _NetnsSwitch, netns_dir: str, vr: str,
+                     pattern: re.Pattern[str]) -> StaleCleanup | None:
+    try:
+        netns_fd = os.open(os.path.join(netns_dir, vr), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        with switch.entered(netns_fd):
+            rtnl = Rtnl()
+    finally:
+        os.close(netns_fd)
+    try:
+        doomed = {index: name for index, name, kind in rtnl.links()
+                  if kind == "tun" and pattern.fullmatch(name)}
+        routes = sum(1 for oif in rtnl.route_oifs() if oif in doomed)
+        for index in doomed:
+            _ignore_gone(lambda index=index: rtnl.request(link_message(RTM_DELLINK, index)))
+    finally:
+        rtnl.close()
+    return StaleCleanup(vr, tuple(sorted(doomed.values())), routes)
+
+
+def _attributes(data: bytes, offset: int = 0) -> Iterator[tuple[int, bytes]]:
+    """(type, payload) of each rtattr in ``data`` from ``offset``."""
+    while offset + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, offset)
+        if length < 4:
+            return
+        yield kind & 0x3FFF, data[offset + 4: offset + length]   # without NLA_F_NESTED
+        offset += (length + 3) & ~3
+
+
+def parse_link(body: bytes) -> tuple[int, str, str | None]:
+    """An RTM_NEWLINK body -> (ifindex, name, IFLA_INFO_KIND or None)."""
+    index = _IFINFOMSG.unpack_from(body)[2]
+    name, kind = "", None
+    for attr, payload in _attributes(body, _IFINFOMSG.size):
+        if attr == IFLA_IFNAME:
+            name = payload.split(b"\0", 1)[0].decode(errors="replace")
+        elif attr == IFLA_LINKINFO:
+            for inner, value in _attributes(payload):
+                if inner == IFLA_INFO_KIND:
+                    kind = value.split(b"\0", 1)[0].decode(errors="replace")
+    return index, name, kind
+
+
+def parse_route_oif(body: bytes) -> int | None:
+    """An RTM_NEWROUTE body -> its output interface (RTA_OIF) or None."""
+    for attr, payload in _attributes(body, _RTMSG.size):
+        if attr == RTA_OIF:
+            return struct.unpack_from("=I", payload)[0]
+    return None
+
+
 class NetlinkError(OSError):
     """The kernel refused an rtnetlink request (``errno`` is the kernel's error)."""
 
@@ -504,6 +602,39 @@ class Rtnl:
             if kind == RTM_NEWLINK:
                 return _IFINFOMSG.unpack_from(body)[2]
         raise NetlinkError(errno.ENODEV, f"no link {name}")
+
+    def dump(self, kind: int, body: bytes) -> list[bytes]:
+        """One NLM_F_DUMP request: the bodies of every reply until NLMSG_DONE."""
+        datagram, pending = self._encode([(kind, NLM_F_DUMP, body)], 0)
+        self._sock.send(datagram)
+        (seq,) = pending
+        bodies: list[bytes] = []
+        while True:
+            data = self._sock.recv(1 << 16)
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, reply, _flags, reply_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                payload = data[offset + _NLMSGHDR.size: offset + length]
+                offset += (length + 3) & ~3
+                if reply_seq != seq:
+                    continue
+                if reply == NLMSG_DONE:
+                    return bodies
+                if reply == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    raise NetlinkError(code, os.strerror(code))
+                bodies.append(payload)
+
+    def links(self) -> list[tuple[int, str, str | None]]:
+        """Every link of this namespace: (ifindex, name, kind)."""
+        return [parse_link(body) for body in
+                self.dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0))]
+
+    def route_oifs(self) -> list[int]:
+        """The output interface of every IPv4 route of this namespace (all tables)."""
+        oifs = (parse_route_oif(body) for body in
+                self.dump(RTM_GETROUTE, _RTMSG.pack(socket.AF_INET, 0, 0, 0, 0, 0, 0, 0, 0)))
+        return [oif for oif in oifs if oif is not None]
 
     def _encode(self, messages, extra_flags: int) -> tuple[bytes, set[int]]:
         parts, pending = [], set()
