@@ -49,7 +49,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 from clients.ikev1_initiator import IdentitySpec, InitiatorConfig, InitiatorSession, Mode  # noqa: E402
-from clients.ikev1_initiator.config import EspProposal, IkeProposal  # noqa: E402
+from clients.ikev1_initiator.config import EspOffer, IkeOffer  # noqa: E402
 from responder.ikev1.engine import Responder  # noqa: E402
 from responder.ikev1.enums import (  # noqa: E402
     AuthMethod,
@@ -81,14 +81,14 @@ LOGIN_SPACING = 0.0005
 class Scenario:
     name: str
     mode: Mode
-    proposal: IkeProposal
+    proposal: IkeOffer
     xauth: bool
     identity: str = "keyid:vpngroup"
 
 
-def _proposal(group: int, *, xauth: bool, hash_alg: int = HashAlgorithm.SHA2_256) -> IkeProposal:
+def _proposal(group: int, *, xauth: bool, hash_alg: int = HashAlgorithm.SHA2_256) -> IkeOffer:
     auth = AuthMethod.XAUTH_INIT_PSK if xauth else AuthMethod.PRE_SHARED_KEY
-    return IkeProposal(EncryptionAlgorithm.AES_CBC, 256, hash_alg, group, auth)
+    return IkeOffer(EncryptionAlgorithm.AES_CBC, 256, hash_alg, group, auth)
 
 
 def scenarios() -> list[Scenario]:
@@ -206,7 +206,7 @@ def client_config(scenario: Scenario, user: str) -> InitiatorConfig:
         xauth_user=user if scenario.xauth else None,
         xauth_password=PASSWORD if scenario.xauth else None,
         mode_config=scenario.xauth,
-        esp_proposals=(EspProposal(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),),
+        esp_proposals=(EspOffer(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),),
         remote_selector="0.0.0.0/0")
 
 

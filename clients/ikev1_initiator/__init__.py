@@ -7,11 +7,11 @@ crafted and malformed exchanges (`hooks`), and load generation.
 """
 
 from .config import (
-    ConfigError,
-    EspProposal,
+    EspOffer,
     IdentitySpec,
-    IkeProposal,
+    IkeOffer,
     InitiatorConfig,
+    InitiatorConfigError,
     Mode,
     NattMode,
     RetransmitSettings,
@@ -24,9 +24,9 @@ from .results import (
     ConfigReceived,
     DpdAnswered,
     DpdRequest,
-    Event,
-    ModeConfig,
+    InitiatorEvent,
     Phase1Up,
+    ReceivedModeConfig,
     SessionClosed,
     SessionFailed,
     SessionResult,
@@ -35,10 +35,10 @@ from .results import (
 from .session import Datagram, InitiatorError, InitiatorSession, InvalidTransition, PeerError, State
 
 __all__ = [
-    "ChildSa", "ChildSaDeleted", "ChildSaUp", "ConfigError", "ConfigReceived", "Datagram",
-    "DpdAnswered", "DpdRequest",
-    "EspProposal", "Event", "IdentitySpec", "IkeProposal", "InitiatorConfig", "InitiatorError",
-    "InitiatorSession", "InvalidTransition", "MessageHook", "Mode", "ModeConfig", "NattMode",
-    "PeerError", "Phase1Up", "RetransmitSettings", "SessionClosed", "SessionFailed",
+    "ChildSa", "ChildSaDeleted", "ChildSaUp", "ConfigReceived", "Datagram", "DpdAnswered",
+    "DpdRequest", "EspOffer", "IdentitySpec", "IkeOffer", "InitiatorConfig",
+    "InitiatorConfigError", "InitiatorError", "InitiatorEvent", "InitiatorSession",
+    "InvalidTransition", "MessageHook", "Mode", "NattMode", "PeerError", "Phase1Up",
+    "ReceivedModeConfig", "RetransmitSettings", "SessionClosed", "SessionFailed",
     "SessionResult", "State", "Step", "XauthDone",
 ]

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 
 from .config import (
-    ConfigError,
-    EspProposal,
+    InitiatorConfigError,
+    EspOffer,
     IdentitySpec,
-    IkeProposal,
+    IkeOffer,
     InitiatorConfig,
     Mode,
     NattMode,
@@ -98,7 +98,7 @@ def _read_secret(value: str | None, path: Path | None, env: str | None, what: st
     if env is not None:
         secret = os.environ.get(env)
         if secret is None:
-            raise ConfigError(f"{what}: environment variable {env} is not set")
+            raise InitiatorConfigError(f"{what}: environment variable {env} is not set")
         return secret
     return None
 
@@ -107,21 +107,21 @@ def _configs(args: argparse.Namespace) -> list[InitiatorConfig]:
     psk = _read_secret(args.psk, args.psk_file, args.psk_env, "PSK")
     password = _read_secret(None, args.password_file, args.password_env, "password")
     if args.user and password is None:
-        raise ConfigError("--user needs --password-file or --password-env")
+        raise InitiatorConfigError("--user needs --password-file or --password-env")
     auth = AuthMethod.XAUTH_INIT_PSK if args.user else AuthMethod.PRE_SHARED_KEY
     base = dict(
         server=args.server, server_port=args.server_port, server_natt_port=args.server_natt_port,
         mode=Mode(args.mode), send_xauth_vid=not args.no_xauth_vid,
         send_dpd_vid=not args.no_dpd_vid, send_unity_vid=not args.no_unity_vid,
         natt=NattMode(args.natt), initial_contact=args.initial_contact,
-        ike_proposals=tuple(IkeProposal.parse(text, auth) for text in args.ike),
+        ike_proposals=tuple(IkeOffer.parse(text, auth) for text in args.ike),
         pfs_group=parse_group(args.pfs) if args.pfs else None,
         mode_config=not (args.no_mode_config or args.static_selectors),
         quick_mode=not args.no_quick_mode, remote_selector=args.remote_selector,
         retransmit=RetransmitSettings(timeout=args.retransmit_timeout),
     )
     if args.esp:
-        base["esp_proposals"] = tuple(EspProposal.parse(text) for text in args.esp)
+        base["esp_proposals"] = tuple(EspOffer.parse(text) for text in args.esp)
     if args.local_selector:
         base["local_selector"] = args.local_selector
     if args.static_selectors:
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         configs = _configs(args)
-    except (ConfigError, ValueError, OSError) as exc:
+    except (InitiatorConfigError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     # NAT-D hashes our address: bind a real one, never the wildcard

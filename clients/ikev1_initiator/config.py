@@ -27,19 +27,19 @@ from responder.ikev1.payloads import Identification
 from responder.ikev1.vendor_ids import NattVersion
 
 __all__ = [
-    "ConfigError",
+    "InitiatorConfigError",
     "Mode",
     "NattMode",
     "IdentitySpec",
-    "IkeProposal",
-    "EspProposal",
+    "IkeOffer",
+    "EspOffer",
     "RetransmitSettings",
     "InitiatorConfig",
     "DEFAULT_MODE_CONFIG_REQUEST",
 ]
 
 
-class ConfigError(ValueError):
+class InitiatorConfigError(ValueError):
     """The configuration asks for something the initiator cannot do (local fault)."""
 
 
@@ -98,15 +98,15 @@ class IdentitySpec:
             if self.id_type == IdType.KEY_ID:
                 return Identification.key_id(self.value)
         except ValueError as exc:
-            raise ConfigError(f"identity {self.value!r}: {exc}") from None
-        raise ConfigError(f"identity type {self.id_type} not supported")
+            raise InitiatorConfigError(f"identity {self.value!r}: {exc}") from None
+        raise InitiatorConfigError(f"identity type {self.id_type} not supported")
 
     def __str__(self) -> str:
         return f"{IdType(self.id_type).name}:{self.value}"
 
 
 @dataclass(frozen=True)
-class IkeProposal:
+class IkeOffer:
     """One phase 1 transform we offer (RFC 2409 Appendix A)."""
 
     encryption: int = EncryptionAlgorithm.AES_CBC
@@ -117,18 +117,18 @@ class IkeProposal:
     lifetime_seconds: int = 28800
 
     @classmethod
-    def parse(cls, text: str, auth_method: int) -> "IkeProposal":
+    def parse(cls, text: str, auth_method: int) -> "IkeOffer":
         """strongSwan-style `aes256-sha256-modp2048`, `3des-sha1-modp1024`."""
         parts = text.lower().split("-")
         if len(parts) != 3:
-            raise ConfigError(f"IKE proposal {text!r}: expected cipher-hash-group")
+            raise InitiatorConfigError(f"IKE proposal {text!r}: expected cipher-hash-group")
         encryption, key_length = _parse_cipher(parts[0], _IKE_CIPHERS)
         return cls(encryption, key_length, _lookup(parts[1], _IKE_HASHES, "hash"),
                    _lookup(parts[2], _GROUPS, "DH group"), auth_method)
 
 
 @dataclass(frozen=True)
-class EspProposal:
+class EspOffer:
     """One ESP transform we offer in Quick Mode (RFC 2407 §4.4.4, §4.5)."""
 
     cipher: int = EspTransformId.AES_CBC
@@ -136,14 +136,14 @@ class EspProposal:
     auth: int | None = IpsecAuthAlgorithm.HMAC_SHA
 
     @classmethod
-    def parse(cls, text: str) -> "EspProposal":
+    def parse(cls, text: str) -> "EspOffer":
         """strongSwan-style `aes256-sha1`, `aes128gcm16`, `3des-md5`."""
         parts = text.lower().split("-")
         if parts[0].endswith("gcm16") and len(parts) == 1:
             bits = int(parts[0][3:-5] or 128)
             return cls(EspTransformId.AES_GCM_16, bits, None)
         if len(parts) != 2:
-            raise ConfigError(f"ESP proposal {text!r}: expected cipher-integrity")
+            raise InitiatorConfigError(f"ESP proposal {text!r}: expected cipher-integrity")
         cipher, key_length = _parse_cipher(parts[0], _ESP_CIPHERS)
         return cls(cipher, key_length, _lookup(parts[1], _ESP_AUTH, "integrity"))
 
@@ -167,7 +167,7 @@ def _lookup(name: str, table: dict, what: str) -> int:
     try:
         return int(table[name])
     except KeyError:
-        raise ConfigError(f"unknown {what} {name!r} (known: {', '.join(table)})") from None
+        raise InitiatorConfigError(f"unknown {what} {name!r} (known: {', '.join(table)})") from None
 
 
 def _parse_cipher(name: str, table: dict) -> tuple[int, int | None]:
@@ -175,7 +175,7 @@ def _parse_cipher(name: str, table: dict) -> tuple[int, int | None]:
         return int(table["3des"]), None
     if name.startswith("aes"):
         return int(table["aes"]), int(name[3:] or 128)
-    raise ConfigError(f"unknown cipher {name!r}")
+    raise InitiatorConfigError(f"unknown cipher {name!r}")
 
 
 def parse_group(text: str) -> int:
@@ -218,7 +218,7 @@ class InitiatorConfig:
     mode: Mode = Mode.MAIN
     server_port: int = 500
     server_natt_port: int = 4500
-    ike_proposals: tuple[IkeProposal, ...] = ()
+    ike_proposals: tuple[IkeOffer, ...] = ()
     # -- vendor IDs
     send_xauth_vid: bool = True
     send_dpd_vid: bool = True
@@ -234,10 +234,10 @@ class InitiatorConfig:
     mode_config_request: tuple[int, ...] = DEFAULT_MODE_CONFIG_REQUEST
     # -- Quick Mode
     quick_mode: bool = True
-    esp_proposals: tuple[EspProposal, ...] = (
-        EspProposal(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),
-        EspProposal(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA),
-        EspProposal(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA2_256),
+    esp_proposals: tuple[EspOffer, ...] = (
+        EspOffer(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),
+        EspOffer(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA),
+        EspOffer(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA2_256),
     )
     pfs_group: int | None = None
     #: None: the Mode-Config address (or our own address without Mode-Config)
@@ -253,9 +253,9 @@ class InitiatorConfig:
     def __post_init__(self) -> None:
         ipaddress.IPv4Address(self.server)
         if self.xauth_user is not None and self.xauth_password is None:
-            raise ConfigError("an Xauth user needs a password")
+            raise InitiatorConfigError("an Xauth user needs a password")
         if self.quick_mode and not self.esp_proposals:
-            raise ConfigError("Quick Mode needs at least one ESP proposal")
+            raise InitiatorConfigError("Quick Mode needs at least one ESP proposal")
         for selector in (self.local_selector, self.remote_selector):
             if selector is not None:
                 ipaddress.IPv4Network(selector, strict=False)
@@ -266,11 +266,11 @@ class InitiatorConfig:
     def wants_xauth(self) -> bool:
         return self.xauth_user is not None
 
-    def effective_ike_proposals(self) -> tuple[IkeProposal, ...]:
+    def effective_ike_proposals(self) -> tuple[IkeOffer, ...]:
         if self.ike_proposals:
             return self.ike_proposals
         auth = AuthMethod.XAUTH_INIT_PSK if self.wants_xauth else AuthMethod.PRE_SHARED_KEY
-        return (IkeProposal(auth_method=auth),)
+        return (IkeOffer(auth_method=auth),)
 
     def with_changes(self, **changes) -> "InitiatorConfig":
         """A copy with some fields replaced (e.g. per-session user for load runs)."""

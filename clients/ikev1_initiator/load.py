@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .config import ConfigError, InitiatorConfig
+from .config import InitiatorConfig, InitiatorConfigError as ConfigError
 from .driver import EndpointPool, SessionRunner
 from .session import InitiatorSession, Rng
 

@@ -13,7 +13,7 @@ from typing import Any
 from responder.ikev1.crypto.phase2 import ChildSaKeys
 
 __all__ = [
-    "Event",
+    "InitiatorEvent",
     "Phase1Up",
     "XauthDone",
     "ConfigReceived",
@@ -23,7 +23,7 @@ __all__ = [
     "SessionFailed",
     "DpdRequest",
     "DpdAnswered",
-    "ModeConfig",
+    "ReceivedModeConfig",
     "ChildSa",
     "Timings",
     "SessionResult",
@@ -31,7 +31,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class ModeConfig:
+class ReceivedModeConfig:
     """Attributes the server handed out (REPLY to our pull, or a SET push)."""
 
     address: str | None = None
@@ -60,12 +60,12 @@ class ChildSa:
     keys: ChildSaKeys = field(repr=False)
 
 
-class Event:
+class InitiatorEvent:
     """Base class of session events."""
 
 
 @dataclass(frozen=True)
-class Phase1Up(Event):
+class Phase1Up(InitiatorEvent):
     exchange: str
     transform: str
     natt_version: str | None
@@ -75,34 +75,34 @@ class Phase1Up(Event):
 
 
 @dataclass(frozen=True)
-class XauthDone(Event):
+class XauthDone(InitiatorEvent):
     success: bool
 
 
 @dataclass(frozen=True)
-class ConfigReceived(Event):
-    config: ModeConfig
+class ConfigReceived(InitiatorEvent):
+    config: ReceivedModeConfig
 
 
 @dataclass(frozen=True)
-class ChildSaUp(Event):
+class ChildSaUp(InitiatorEvent):
     child: ChildSa
 
 
 @dataclass(frozen=True)
-class ChildSaDeleted(Event):
+class ChildSaDeleted(InitiatorEvent):
     inbound_spi: bytes
     outbound_spi: bytes
     by_peer: bool
 
 
 @dataclass(frozen=True)
-class SessionClosed(Event):
+class SessionClosed(InitiatorEvent):
     reason: str  # "local-close", "peer-delete"
 
 
 @dataclass(frozen=True)
-class DpdRequest(Event):
+class DpdRequest(InitiatorEvent):
     """The server's R-U-THERE (RFC 3706 §5.1), answered with R-U-THERE-ACK;
     `sequence` is None when the notify carried no 4-byte sequence number."""
 
@@ -110,14 +110,14 @@ class DpdRequest(Event):
 
 
 @dataclass(frozen=True)
-class DpdAnswered(Event):
+class DpdAnswered(InitiatorEvent):
     """The server's R-U-THERE-ACK to our own probe (`InitiatorSession.send_dpd`)."""
 
     sequence: int
 
 
 @dataclass(frozen=True)
-class SessionFailed(Event):
+class SessionFailed(InitiatorEvent):
     reason: str
     notify: str | None = None
 
@@ -155,7 +155,7 @@ class SessionResult:
     completed: bool
     error: str | None
     notify: str | None
-    config: ModeConfig | None
+    config: ReceivedModeConfig | None
     #: every child SA established during the session (also deleted ones)
     children: list[ChildSa]
     timings: Timings

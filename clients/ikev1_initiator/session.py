@@ -89,8 +89,8 @@ from .results import (
     ConfigReceived,
     DpdAnswered,
     DpdRequest,
-    Event,
-    ModeConfig,
+    InitiatorEvent,
+    ReceivedModeConfig,
     Phase1Up,
     SessionClosed,
     SessionFailed,
@@ -296,7 +296,7 @@ class InitiatorSession:
         self.retransmits = 0
         self.completed = False
         self.timings = Timings()
-        self.mode_config: ModeConfig | None = None
+        self.mode_config: ReceivedModeConfig | None = None
         self.children: list[ChildSa] = []  # live ones
         self._children_ever: list[ChildSa] = []  # for the result, also after Delete
         self.error: str | None = None
@@ -314,7 +314,7 @@ class InitiatorSession:
         #: sequence number of our last R-U-THERE (RFC 3706 §5.4), None before the first
         self._dpd_sequence: int | None = None
         self._out: list[Datagram] = []
-        self._events: deque[Event] = deque()
+        self._events: deque[InitiatorEvent] = deque()
 
     # ------------------------------------------------------------ public API
     def start(self, now: float) -> list[Datagram]:
@@ -383,10 +383,10 @@ class InitiatorSession:
             self._out.append(self._am3)  # the request cannot succeed without it
         self._out.append(outstanding.datagram)
 
-    def next_event(self) -> Event | None:
+    def next_event(self) -> InitiatorEvent | None:
         return self._events.popleft() if self._events else None
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Iterator[InitiatorEvent]:
         while self._events:
             yield self._events.popleft()
 

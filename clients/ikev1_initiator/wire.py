@@ -29,8 +29,8 @@ from responder.ikev1.payloads import (
 )
 from responder.ikev1.vendor_ids import CISCO_UNITY, DPD, XAUTH, NattVersion, natt_vendor_id
 
-from .config import EspProposal, IkeProposal, InitiatorConfig
-from .results import ModeConfig
+from .config import EspOffer, IkeOffer, InitiatorConfig
+from .results import ReceivedModeConfig
 
 __all__ = [
     "NegotiatedIke",
@@ -70,7 +70,7 @@ def vendor_ids_for(config: InitiatorConfig) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- phase 1 SA
-def _ike_transform(number: int, proposal: IkeProposal) -> Transform:
+def _ike_transform(number: int, proposal: IkeOffer) -> Transform:
     attributes = [DataAttribute.tv(Phase1Attribute.ENCRYPTION_ALGORITHM, proposal.encryption)]
     if proposal.key_length:
         attributes.append(DataAttribute.tv(Phase1Attribute.KEY_LENGTH, proposal.key_length))
@@ -84,8 +84,8 @@ def _ike_transform(number: int, proposal: IkeProposal) -> Transform:
     return Transform(number=number, transform_id=1, attributes=attributes)
 
 
-def phase1_sa(proposals: tuple[IkeProposal, ...]) -> SecurityAssociation:
-    """One ISAKMP proposal holding one transform per offered IkeProposal."""
+def phase1_sa(proposals: tuple[IkeOffer, ...]) -> SecurityAssociation:
+    """One ISAKMP proposal holding one transform per offered IkeOffer."""
     transforms = [_ike_transform(i + 1, p) for i, p in enumerate(proposals)]
     return SecurityAssociation(proposals=[Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
 
@@ -94,7 +94,7 @@ def phase1_sa(proposals: tuple[IkeProposal, ...]) -> SecurityAssociation:
 class NegotiatedIke:
     """The phase 1 transform the server chose (one of ours)."""
 
-    proposal: IkeProposal
+    proposal: IkeOffer
     lifetime_seconds: int | None
 
     def describe(self) -> str:
@@ -118,7 +118,7 @@ def _single_transform(sa: SecurityAssociation | None, protocol: int) -> tuple[Pr
 
 
 def read_phase1_choice(sa: SecurityAssociation | None,
-                       offered: tuple[IkeProposal, ...]) -> NegotiatedIke:
+                       offered: tuple[IkeOffer, ...]) -> NegotiatedIke:
     """Which of our phase 1 transforms the server's SA payload accepted."""
     _, transform = _single_transform(sa, ProtocolId.ISAKMP)
     chosen = (
@@ -147,7 +147,7 @@ def encapsulation_mode(udp: bool, natt: NattVersion | None) -> int:
     return EncapsulationMode.UDP_TUNNEL
 
 
-def _esp_transform(number: int, proposal: EspProposal, *, mode: int, pfs_group: int | None,
+def _esp_transform(number: int, proposal: EspOffer, *, mode: int, pfs_group: int | None,
                    lifetime_seconds: int, lifetime_kilobytes: int | None) -> Transform:
     attributes = [
         DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.SECONDS),
@@ -166,9 +166,9 @@ def _esp_transform(number: int, proposal: EspProposal, *, mode: int, pfs_group: 
     return Transform(number=number, transform_id=proposal.cipher, attributes=attributes)
 
 
-def esp_sa(proposals: tuple[EspProposal, ...], spi: bytes, *, mode: int, pfs_group: int | None,
+def esp_sa(proposals: tuple[EspOffer, ...], spi: bytes, *, mode: int, pfs_group: int | None,
            lifetime_seconds: int, lifetime_kilobytes: int | None) -> SecurityAssociation:
-    """One ESP proposal (our inbound SPI) with one transform per EspProposal."""
+    """One ESP proposal (our inbound SPI) with one transform per EspOffer."""
     transforms = [
         _esp_transform(i + 1, p, mode=mode, pfs_group=pfs_group,
                        lifetime_seconds=lifetime_seconds, lifetime_kilobytes=lifetime_kilobytes)
@@ -179,14 +179,14 @@ def esp_sa(proposals: tuple[EspProposal, ...], spi: bytes, *, mode: int, pfs_gro
 
 @dataclass(frozen=True)
 class EspChoice:
-    proposal: EspProposal
+    proposal: EspOffer
     spi: bytes
     mode: int
     pfs_group: int | None
     lifetime_seconds: int | None
 
 
-def read_esp_choice(sa: SecurityAssociation | None, offered: tuple[EspProposal, ...],
+def read_esp_choice(sa: SecurityAssociation | None, offered: tuple[EspOffer, ...],
                     *, mode: int, pfs_group: int | None) -> EspChoice:
     """The server's ESP choice, checked against what we proposed."""
     proposal, transform = _single_transform(sa, ProtocolId.IPSEC_ESP)
@@ -251,7 +251,7 @@ def _ipv4(value: bytes | int) -> str | None:
     return None
 
 
-def mode_config_from_attributes(attributes: list[DataAttribute]) -> ModeConfig:
+def mode_config_from_attributes(attributes: list[DataAttribute]) -> ReceivedModeConfig:
     """Address, netmask, DNS and WINS servers, plus every attribute raw."""
     raw: dict[int, list] = {}
     for attribute in attributes:
@@ -264,7 +264,7 @@ def mode_config_from_attributes(attributes: list[DataAttribute]) -> ModeConfig:
 
     address = addresses(ConfigAttribute.INTERNAL_IP4_ADDRESS)
     netmask = addresses(ConfigAttribute.INTERNAL_IP4_NETMASK)
-    return ModeConfig(
+    return ReceivedModeConfig(
         address=address[0] if address else None,
         netmask=netmask[0] if netmask else None,
         dns=addresses(ConfigAttribute.INTERNAL_IP4_DNS),

@@ -8,12 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from clients.process import PidTracker, ProcessHost
-from lab.gateways.base import Gateway, GatewayError, Subscriber
+from lab.gateways.base import Gateway, GatewayError, GatewaySubscriber
 from lab.gateways.plan import AccessPlan, VrGroup, default_plan, plan_from_topology
 
 GATEWAY_KINDS = ("strongswan", "dynipsec")
 
-__all__ = ["AccessPlan", "Gateway", "GatewayError", "Subscriber", "VrGroup", "GATEWAY_KINDS",
+__all__ = ["AccessPlan", "Gateway", "GatewayError", "GatewaySubscriber", "VrGroup", "GATEWAY_KINDS",
            "default_plan", "make_gateway", "plan_from_topology"]
 
 

@@ -3,7 +3,7 @@
     gateway = make_gateway("strongswan", lab.router, lab.node_dir("dlr") / "gateway", plan, lab)
     with gateway:                     # start() ... stop()
         gateway.ready                 # True while it serves
-        gateway.subscribers()         # [Subscriber(user, address, group), ...]
+        gateway.subscribers()         # [GatewaySubscriber(user, address, group), ...]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class GatewayError(RuntimeError):
 
 
 @dataclasses.dataclass(frozen=True)
-class Subscriber:
+class GatewaySubscriber:
     user: str
     address: str
     group: str
@@ -48,7 +48,7 @@ class Gateway(abc.ABC):
     def ready(self) -> bool: ...
 
     @abc.abstractmethod
-    def subscribers(self) -> list[Subscriber]: ...
+    def subscribers(self) -> list[GatewaySubscriber]: ...
 
     @property
     @abc.abstractmethod

@@ -42,7 +42,7 @@ from typing import Any
 import yaml
 
 from clients.process import Daemon, DaemonError, PidTracker, ProcessHost, unix_socket_path
-from lab.gateways.base import Gateway, GatewayError, Subscriber
+from lab.gateways.base import Gateway, GatewayError, GatewaySubscriber
 from lab.gateways.plan import AccessPlan
 
 log = logging.getLogger(__name__)
@@ -284,8 +284,8 @@ class DynipsecGateway(Gateway):
     def show(self, what: str, **filters) -> list[dict]:
         return self.request({"cmd": "show", "what": what, **filters}).get("rows", [])
 
-    def subscribers(self) -> list[Subscriber]:
-        return [Subscriber(user=row.get("user") or "", address=row.get("address") or "",
+    def subscribers(self) -> list[GatewaySubscriber]:
+        return [GatewaySubscriber(user=row.get("user") or "", address=row.get("address") or "",
                            group=row.get("profile") or "")
                 for row in self.show("subscribers")]
 

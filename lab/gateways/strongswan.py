@@ -18,7 +18,7 @@ eap-radius, checks Xauth with ``xauth-radius`` against the lab's FreeRADIUS and 
 RADIUS accounting Start/Stop (``eap-radius.accounting``), like the dynipsec gateway.
 
 Interface shared with the dynipsec gateway (see lab/gateways/__init__.py):
-start(), stop(), ready, subscribers() -> [Subscriber(user, address, group)].
+start(), stop(), ready, subscribers() -> [GatewaySubscriber(user, address, group)].
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from clients.charon import Charon, SwanctlError, render
 from clients.process import PidTracker, ProcessHost
-from lab.gateways.base import Gateway, GatewayError, Subscriber
+from lab.gateways.base import Gateway, GatewayError, GatewaySubscriber
 from lab.gateways.plan import AccessPlan
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ class StrongSwanGateway(Gateway):
             self.node.cmd(f"ip addr del {anchor}/32 dev lo")
         self._anchors_added = []
 
-    def subscribers(self) -> list[Subscriber]:
+    def subscribers(self) -> list[GatewaySubscriber]:
         """Logged-in subscribers from `swanctl --list-sas` (established IKE SAs with a VIP)."""
         try:
             sas = self.charon.list_sas()
@@ -188,7 +188,7 @@ class StrongSwanGateway(Gateway):
             if sa.get("state") != "ESTABLISHED" or not vips:
                 continue
             group = sa["name"].rsplit("-", 1)[0]
-            found.append(Subscriber(user=sa.get("remote-xauth-id", ""), address=vips[0],
+            found.append(GatewaySubscriber(user=sa.get("remote-xauth-id", ""), address=vips[0],
                                     group=group))
         return found
 

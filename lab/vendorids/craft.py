@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from clients.ikev1_initiator.config import (
     IdentitySpec,
-    IkeProposal,
+    IkeOffer,
     InitiatorConfig,
     Mode,
     NattMode,
@@ -124,7 +124,7 @@ def _base(table: CaseTable, case: Case, target: Target, identity: str) -> dict:
     return dict(
         server=target.server, identity=IdentitySpec.parse(identity), psk=target.psk(case.mode),
         mode=Mode(case.mode),
-        ike_proposals=tuple(IkeProposal.parse(text, auth) for text in table.proposals(case)),
+        ike_proposals=tuple(IkeOffer.parse(text, auth) for text in table.proposals(case)),
         send_xauth_vid=False, send_dpd_vid=False, send_unity_vid=False,
         natt=NattMode.ON if versions else NattMode.OFF, natt_versions=versions,
         remote_selector=target.intranet, retransmit=target.retransmit,

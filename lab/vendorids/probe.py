@@ -25,7 +25,7 @@ from clients.ikev1_initiator import (
     ChildSaUp,
     DpdAnswered,
     DpdRequest,
-    Event,
+    InitiatorEvent,
     InitiatorConfig,
     InitiatorSession,
     Phase1Up,
@@ -52,7 +52,7 @@ class Watch:
     def __init__(self, session: InitiatorSession, hook: CaseHook) -> None:
         self.session = session
         self.hook = hook
-        self.events: list[Event] = []
+        self.events: list[InitiatorEvent] = []
 
     def collect(self) -> None:
         self.events.extend(self.session.events())

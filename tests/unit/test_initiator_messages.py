@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from clients.ikev1_initiator import (
-    EspProposal,
+    EspOffer,
     IdentitySpec,
-    IkeProposal,
+    IkeOffer,
     InitiatorConfig,
     InitiatorSession,
     InvalidTransition,
@@ -23,7 +23,7 @@ from clients.ikev1_initiator import (
     State,
     Step,
 )
-from clients.ikev1_initiator.config import ConfigError
+from clients.ikev1_initiator.config import InitiatorConfigError
 from clients.ikev1_initiator.hooks import chain, drop_payload, oversize, truncate
 from clients.ikev1_initiator.session import TRANSITIONS
 from responder.ikev1.enums import AuthMethod, IdType
@@ -104,8 +104,8 @@ def test_static_tunnel_peer_sends_no_xauth_vid_and_plain_psk():
 
 def test_natt_off_sends_no_natt_vids_and_several_proposals():
     message = first_message(Mode.MAIN, natt=NattMode.OFF, ike_proposals=(
-        IkeProposal.parse("aes128-sha1-modp1024", AuthMethod.XAUTH_INIT_PSK),
-        IkeProposal.parse("3des-md5-modp1024", AuthMethod.XAUTH_INIT_PSK)))
+        IkeOffer.parse("aes128-sha1-modp1024", AuthMethod.XAUTH_INIT_PSK),
+        IkeOffer.parse("3des-md5-modp1024", AuthMethod.XAUTH_INIT_PSK)))
     kinds = {recognize(v).kind.value for v in vendor_ids(message)}
     assert kinds == {"xauth", "dpd", "unity"}
     transforms = message.first(SecurityAssociation).proposals[0].transforms
@@ -116,11 +116,11 @@ def test_natt_off_sends_no_natt_vids_and_several_proposals():
 def test_config_parsing_and_validation():
     assert IdentitySpec.parse("fqdn:vpn.example").id_type == IdType.FQDN
     assert IdentitySpec.parse("10.0.0.1").id_type == IdType.IPV4_ADDR
-    assert EspProposal.parse("aes128gcm16").auth is None
-    assert IkeProposal.parse("aes256-sha256-ecp256", 1).group == 19
-    with pytest.raises(ConfigError):
-        IkeProposal.parse("aes256-whirlpool-modp2048", 1)
-    with pytest.raises(ConfigError):
+    assert EspOffer.parse("aes128gcm16").auth is None
+    assert IkeOffer.parse("aes256-sha256-ecp256", 1).group == 19
+    with pytest.raises(InitiatorConfigError):
+        IkeOffer.parse("aes256-whirlpool-modp2048", 1)
+    with pytest.raises(InitiatorConfigError):
         InitiatorConfig(server="198.18.0.1", identity=IdentitySpec.parse("keyid:a"), psk=b"k",
                         xauth_user="bob")  # no password
     config = InitiatorConfig(server="198.18.0.1", identity=IdentitySpec.parse("keyid:a"),
