@@ -270,6 +270,13 @@ class LimitsConfig(Strict):
     half_open_timeout: PositiveSeconds = 30.0
     max_sas: int = Field(100_000, ge=1)
     max_sas_per_peer: int = Field(32, ge=1)
+    #: half-open admission and unproven sources: docs/operations.md "Floods"
+    max_half_open_per_prefix: int = Field(100, ge=1)
+    half_open_prefix_v4: int = Field(24, ge=0, le=32)
+    half_open_prefix_v6: int = Field(64, ge=0, le=128)
+    max_unproven_resends: int = Field(4, ge=0, le=20)
+    unauthenticated_notify_rate: float = Field(50.0, gt=0)
+    unauthenticated_notify_burst: int = Field(100, ge=1)
 
 
 class RetransmitConfig(Strict):
@@ -438,6 +445,15 @@ class AccountingConfig(Strict):
     enabled: bool = False
     interim_interval: PositiveSeconds | None = 600.0
     server_group: Name | None = None
+    #: the durable queue (docs/operations.md); None: <state_dir>/accounting.journal
+    journal: Path | None = None
+    #: records no server acknowledged; None: <state_dir>/accounting.dead
+    dead_letters: Path | None = None
+    #: sync the journal after every line (off: a daemon crash loses nothing, a power loss may)
+    fsync: bool = True
+    #: a record is dead-lettered after this many unanswered sends or this age (None: never)
+    max_attempts: int | None = Field(10, ge=1)
+    max_age: PositiveSeconds | None = 86400.0
 
 
 class DaeClientConfig(SecretSource):
@@ -466,6 +482,19 @@ class DomainMapConfig(Strict):
         return self
 
 
+class LockoutConfig(Strict):
+    """Xauth brute-force defence (responder/aaa/lockout.py, docs/operations.md)."""
+
+    enabled: bool = True
+    max_failures: int = Field(5, ge=1, le=1000)
+    max_source_failures: int = Field(20, ge=1, le=100_000)
+    window: PositiveSeconds = 300.0
+    duration: PositiveSeconds = 300.0
+    backoff_base: Seconds = 1.0
+    backoff_max: Seconds = 8.0
+    max_entries: int = Field(10_000, ge=1, le=10_000_000)
+
+
 class AaaConfig(Strict):
     default_method: Literal["local", "radius"] = "local"
     local_users: dict[str, LocalUserConfig] = {}
@@ -473,6 +502,7 @@ class AaaConfig(Strict):
     accounting: AccountingConfig = AccountingConfig()
     dae: DaeConfig | None = None
     domain_maps: dict[str, DomainMapConfig] = {}
+    lockout: LockoutConfig = LockoutConfig()
 
 
 class LicensesConfig(Strict):
@@ -514,6 +544,8 @@ class ResponderConfig(Strict):
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    #: boot counter, accounting journal, dead letters; None: the control socket's directory
+    state_dir: Path | None = None
 
     def profile(self, name: str) -> TunnelProfile:
         for profile in self.tunnel_profiles:

@@ -29,17 +29,20 @@ from pathlib import Path
 from typing import Any
 
 from responder.aaa.accounting import Accountant, AccountingSession, Counters
+from responder.aaa.journal import next_boot_id
 from responder.aaa.dae import AuthorizationChange, DaeListener, DaeProcessor, SessionQuery
 from responder.aaa.radius import RadiusClient
 from responder.config import (build_dae_clients, build_license_manager, build_pool_manager,
                               build_radius_groups, radius_default_group)
+from responder.config.builders import build_lockout_settings
 from responder.config.model import ResponderConfig
 from responder.licenses import TUNNEL, LicenseRefused
 from responder.pools import Lease, PoolError
 from responder.subscriber import SubscriberEvent
 
-from . import ipc
+from . import durability, ipc
 from .control import ControlServer
+from .lockouts import LockoutCenter, broadcaster
 from .logsetup import setup_logging
 from .reload import ConfigSnapshots, effective_config, load_text
 from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
@@ -91,6 +94,9 @@ class Supervisor:
         self.refused: Counter[str] = Counter()
         self.stats: Counter[str] = Counter()
         self.workers: list[WorkerHandle] = []
+        #: Xauth failure counters and lockouts, counted once for every worker
+        self.lockouts = LockoutCenter(build_lockout_settings(cfg),
+                                      broadcaster(lambda: [h.channel for h in self.workers]))
         self.boot_id = f"{int(time.time()) & 0xFFFF:04X}"
         self.accountant: Accountant | None = None
         self._accounting_task: asyncio.Task | None = None
@@ -133,10 +139,14 @@ class Supervisor:
             log.warning("no private copy of %s (%s): workers read the file itself",
                         self.config_path, exc.strerror)
         self._open_sockets()
+        self.boot_id = next_boot_id(durability.state_directory(cfg))
+        await asyncio.get_running_loop().run_in_executor(
+            None, durability.remove_leftover_interfaces, cfg)
         if cfg.aaa.radius is not None and cfg.aaa.accounting.enabled:
             self._radius = RadiusClient(build_radius_groups(cfg),
                                         default_group=radius_default_group(cfg))
-            self.accountant = Accountant(self._radius, group=cfg.aaa.accounting.server_group)
+            self.accountant = durability.build_accountant(cfg, self._radius)
+            durability.accounting_on(self.accountant, cfg, self.boot_id)
             self._accounting_task = asyncio.ensure_future(self.accountant.run())
         if cfg.aaa.dae is not None:
             radius = cfg.aaa.radius
@@ -209,6 +219,12 @@ class Supervisor:
         op = message["op"]
         if op == "ready":
             handle.ready.set()
+            handle.channel.notify(self.lockouts.snapshot())
+            return None
+        if op == "auth-failed":
+            return self.lockouts.failed(message)
+        if op == "auth-ok":
+            self.lockouts.succeeded(message.get("user"))
             return None
         if op == "acquire":
             return self.acquire(handle.index, message)
@@ -242,6 +258,7 @@ class Supervisor:
         key = message["key"]
         if key in self.held:
             return {"ok": False, "kind": "duplicate", "reason": f"{key} already holds resources"}
+        self.lockouts.succeeded(message.get("user"))   # AAA granted: the counter goes
         self._older_sessions_go(key, message)
         try:
             self.licenses.acquire_both(key)
@@ -460,6 +477,7 @@ class Supervisor:
         old, self.cfg = self.cfg, new
         self.licenses.tunnel.size = new.licenses.ipsec_tunnel
         self.licenses.subscriber.size = new.licenses.subscriber
+        self.lockouts.configure(build_lockout_settings(new))
         for path in applied:
             parts = path.split(".")
             if parts[0] == "pools":
@@ -557,9 +575,10 @@ class Supervisor:
         if self._dae is not None:
             self._dae.close()
         if self.accountant is not None:
+            durability.accounting_off(self.accountant, self.cfg, self.boot_id)
             if not await self.accountant.drain(ACCOUNTING_DRAIN):
-                log.error("%d accounting records not delivered at shutdown",
-                          self.accountant.pending())
+                log.error("%d accounting records not delivered at shutdown (kept in the "
+                          "journal for the next start)", self.accountant.pending())
             if self._accounting_task is not None:
                 self._accounting_task.cancel()
         if self._radius is not None:
