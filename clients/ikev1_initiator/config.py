@@ -12,7 +12,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from typing import Any, Callable, Mapping
 
+from responder.ikev1.algorithms import CIPHER_TOKENS, GROUP_TOKENS, HASH_TOKENS, CipherEntry
 from responder.ikev1.enums import (
     AuthMethod,
     ConfigAttribute,
@@ -122,9 +124,10 @@ class IkeOffer:
         parts = text.lower().split("-")
         if len(parts) != 3:
             raise InitiatorConfigError(f"IKE proposal {text!r}: expected cipher-hash-group")
-        encryption, key_length = _parse_cipher(parts[0], _IKE_CIPHERS)
-        return cls(encryption, key_length, _lookup(parts[1], _IKE_HASHES, "hash"),
-                   _lookup(parts[2], _GROUPS, "DH group"), auth_method)
+        cipher, key_bits = _cipher(parts[0], lambda row: row.ike_number is not None)
+        hash_row = _lookup(parts[1], HASH_TOKENS, "hash", lambda row: row.ike_number is not None)
+        return cls(int(cipher.ike_number), cipher.key_length_value(key_bits),
+                   int(hash_row.ike_number), parse_group(parts[2]), auth_method)
 
 
 @dataclass(frozen=True)
@@ -139,48 +142,34 @@ class EspOffer:
     def parse(cls, text: str) -> "EspOffer":
         """strongSwan-style `aes256-sha1`, `aes128gcm16`, `3des-md5`."""
         parts = text.lower().split("-")
-        if parts[0].endswith("gcm16") and len(parts) == 1:
-            bits = int(parts[0][3:-5] or 128)
-            return cls(EspTransformId.AES_GCM_16, bits, None)
-        if len(parts) != 2:
+        cipher, key_bits = _cipher(parts[0], lambda row: row.esp_transform_id is not None)
+        key_length = cipher.key_length_value(key_bits)
+        if cipher.aead and len(parts) == 1:
+            return cls(int(cipher.esp_transform_id), key_length, None)
+        if len(parts) != 2 or cipher.aead:
             raise InitiatorConfigError(f"ESP proposal {text!r}: expected cipher-integrity")
-        cipher, key_length = _parse_cipher(parts[0], _ESP_CIPHERS)
-        return cls(cipher, key_length, _lookup(parts[1], _ESP_AUTH, "integrity"))
+        integrity = _lookup(parts[1], HASH_TOKENS, "integrity",
+                            lambda row: row.esp_auth_id is not None)
+        return cls(int(cipher.esp_transform_id), key_length, int(integrity.esp_auth_id))
 
 
-_IKE_CIPHERS = {"aes": EncryptionAlgorithm.AES_CBC, "3des": EncryptionAlgorithm.TRIPLE_DES_CBC}
-_ESP_CIPHERS = {"aes": EspTransformId.AES_CBC, "3des": EspTransformId.TRIPLE_DES}
-_IKE_HASHES = {"md5": HashAlgorithm.MD5, "sha1": HashAlgorithm.SHA, "sha": HashAlgorithm.SHA,
-               "sha256": HashAlgorithm.SHA2_256, "sha384": HashAlgorithm.SHA2_384,
-               "sha512": HashAlgorithm.SHA2_512}
-_ESP_AUTH = {"md5": IpsecAuthAlgorithm.HMAC_MD5, "sha1": IpsecAuthAlgorithm.HMAC_SHA,
-             "sha": IpsecAuthAlgorithm.HMAC_SHA, "sha256": IpsecAuthAlgorithm.HMAC_SHA2_256,
-             "sha384": IpsecAuthAlgorithm.HMAC_SHA2_384,
-             "sha512": IpsecAuthAlgorithm.HMAC_SHA2_512}
-_GROUPS = {"modp768": GroupDescription.MODP_768, "modp1024": GroupDescription.MODP_1024,
-           "modp1536": GroupDescription.MODP_1536, "modp2048": GroupDescription.MODP_2048,
-           "modp3072": GroupDescription.MODP_3072, "modp4096": GroupDescription.MODP_4096,
-           "ecp256": GroupDescription.ECP_256, "ecp384": GroupDescription.ECP_384}
+def _lookup(name: str, table: Mapping[str, Any], what: str,
+            usable: Callable[[Any], bool] = lambda row: True) -> Any:
+    """The registry row (responder.ikev1.algorithms) a strongSwan-style token names."""
+    row = table.get(name)
+    if row is None or not usable(row):
+        known = ", ".join(token for token, entry in table.items() if usable(entry))
+        raise InitiatorConfigError(f"unknown {what} {name!r} (known: {known})")
+    return row
 
 
-def _lookup(name: str, table: dict, what: str) -> int:
-    try:
-        return int(table[name])
-    except KeyError:
-        raise InitiatorConfigError(f"unknown {what} {name!r} (known: {', '.join(table)})") from None
-
-
-def _parse_cipher(name: str, table: dict) -> tuple[int, int | None]:
-    if name == "3des":
-        return int(table["3des"]), None
-    if name.startswith("aes"):
-        return int(table["aes"]), int(name[3:] or 128)
-    raise InitiatorConfigError(f"unknown cipher {name!r}")
+def _cipher(name: str, usable: Callable[[CipherEntry], bool]) -> tuple[CipherEntry, int]:
+    return _lookup(name, CIPHER_TOKENS, "cipher", lambda row: usable(row[0]))
 
 
 def parse_group(text: str) -> int:
     """`modp2048` / `ecp256` / a number -> Group Description value."""
-    return int(text) if text.isdigit() else _lookup(text.lower(), _GROUPS, "DH group")
+    return int(text) if text.isdigit() else int(_lookup(text.lower(), GROUP_TOKENS, "DH group").number)
 
 
 @dataclass(frozen=True)
