@@ -102,6 +102,15 @@ def build_static_tunnel(tunnel: StaticTunnelConfig) -> StaticTunnel:
         esp=build_esp_policy(tunnel))
 
 
+def flood_limits(limits) -> dict:
+    """The ``ike.limits`` fields of half-open admission and unproven sources
+    (docs/operations.md "Floods"), named as in ``policy.Limits``."""
+    return {name: getattr(limits, name) for name in (
+        "max_half_open_per_prefix", "half_open_prefix_v4", "half_open_prefix_v6",
+        "max_unproven_resends", "unauthenticated_notify_rate",
+        "unauthenticated_notify_burst")}
+
+
 def build_responder_policy(cfg: ResponderConfig) -> ResponderPolicy:
     """Everything the IKEv1 engine decides with, from the ``ike`` section, keys, rules
     and static tunnels."""
@@ -119,7 +128,8 @@ def build_responder_policy(cfg: ResponderConfig) -> ResponderPolicy:
                       max_half_open_per_peer=ike.limits.max_half_open_per_peer,
                       half_open_timeout=ike.limits.half_open_timeout,
                       max_sas=ike.limits.max_sas,
-                      max_sas_per_peer=ike.limits.max_sas_per_peer),
+                      max_sas_per_peer=ike.limits.max_sas_per_peer,
+                      **flood_limits(ike.limits)),
         retransmit=RetransmitPolicy(timeout=ike.retransmit.timeout,
                                     backoff=ike.retransmit.backoff,
                                     tries=ike.retransmit.tries),

@@ -14,13 +14,17 @@ Requests (``{"cmd": ...}``) and what they answer:
 ``{"cmd": "show", "what": "statistics"}``    engine, worker, data path, accounting counters
 ``{"cmd": "logout", "user": U | "address":   ``{"ok": true, "count": N}``
 A, "vr": V | "profile": P | "all": true}``
+``{"cmd": "show", "what": "lockouts"}``      Xauth failure counters: key, kind (user /
+                                             source), failures, locked, locked_until
+``{"cmd": "lockout", "action": "clear",      ``{"ok": true, "cleared": N}``; the workers
+"user": U | "source": A | "all": true}``      accept the user / address again at once
 ``{"cmd": "reload"}``                        like SIGHUP: ``{"ok": true, "reloaded": bool,
                                              "changed", "applied", "restart_needed"}`` or
                                              ``"errors"`` (the file was refused)
 ===========================================  ==========================================
 
 Errors: ``{"ok": false, "error": "..."}``. The socket is created mode 0600 (root only).
-``dynipsec show ...`` / ``dynipsec logout ...`` / ``dynipsec reload`` (:func:`register`)
+``dynipsec show ...`` / ``logout ...`` / ``lockout clear ...`` / ``reload`` (:func:`register`)
 are the CLI on it; their exit codes are :data:`EXIT_CODES`.
 """
 from __future__ import annotations
@@ -46,7 +50,7 @@ __all__ = ["ControlServer", "ControlError", "request", "register", "DEFAULT_SOCK
 DEFAULT_SOCKET = "/run/dynipsec/control.sock"
 MAX_REQUEST = 64 * 1024
 SHOW_WHAT = ("subscribers", "ike-sa", "ipsec-sa", "licenses", "pools", "tunnel-profiles",
-             "statistics")
+             "statistics", "lockouts")
 
 
 #: the CLI's exit codes (also in ``--help``)
@@ -126,10 +130,20 @@ class ControlServer:
             return {"ok": True, **await self._show(req)}
         if cmd == "logout":
             return {"ok": True, "count": await self._logout(req)}
+        if cmd == "lockout":
+            return {"ok": True, "cleared": self._lockout(req)}
         if cmd == "reload":
             result = dict(await s.reload())
             return {"ok": True, "reloaded": result.pop("ok"), **result}
-        raise ControlError(f"unknown command {cmd!r} (ping, show, logout, reload)")
+        raise ControlError(f"unknown command {cmd!r} (ping, show, logout, lockout, reload)")
+
+    def _lockout(self, req: dict[str, Any]) -> int:
+        if req.get("action") != "clear":
+            raise ControlError(f"unknown lockout action {req.get('action')!r} (clear)")
+        if not (req.get("all") or req.get("user") or req.get("source")):
+            raise ControlError("lockout clear needs --user, --source or --all")
+        return self.supervisor.lockouts.clear(user=req.get("user"), source=req.get("source"),
+                                              everything=bool(req.get("all")))
 
     async def _show(self, req: dict[str, Any]) -> dict[str, Any]:
         s = self.supervisor
@@ -167,6 +181,8 @@ class ControlServer:
                               "identities": [str(i) for i in p.match.identities],
                               "local_networks": [str(n) for n in p.local_networks]}
                              for p in s.cfg.tunnel_profiles]}
+        if what == "lockouts":
+            return {"rows": s.lockouts.rows()}
         if what == "statistics":
             workers = await s.ask_workers({"op": "show", "what": "statistics"})
             accounting = vars(s.accountant.stats) if s.accountant else None
@@ -238,6 +254,7 @@ COLUMNS = {
     "pools": ("vr", "pool", "size", "used", "free"),
     "tunnel-profiles": ("profile", "vr", "pool", "max_interfaces", "subscribers",
                         "identities", "local_networks"),
+    "lockouts": ("key", "kind", "failures", "locked", "locked_until"),
 }
 
 
@@ -266,6 +283,17 @@ def register(sub) -> None:
     logout.add_argument("--json", action="store_true")
     _add_socket(logout)
     logout.set_defaults(func=cmd_logout)
+    lockout = sub.add_parser("lockout", help="Xauth lockouts (see show lockouts)",
+                             epilog=EXIT_CODES,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    lockout.add_argument("action", choices=("clear",))
+    which = lockout.add_mutually_exclusive_group(required=True)
+    which.add_argument("--user", help="this user name's counter and lock")
+    which.add_argument("--source", help="this source address's counter and lock")
+    which.add_argument("--all", action="store_true", help="every counter and lock")
+    lockout.add_argument("--json", action="store_true")
+    _add_socket(lockout)
+    lockout.set_defaults(func=cmd_lockout)
     reload = sub.add_parser(
         "reload", help="reload the configuration file (as SIGHUP): applies what can change "
         "without dropping subscribers, reports what needs a restart",
@@ -368,6 +396,21 @@ def cmd_logout(args) -> int:
     except ControlError as exc:
         return _fail("logout", exc)
     print(json.dumps(answer) if args.json else f"{answer['count']} subscriber(s) logged out")
+    return EXIT_OK
+
+
+def cmd_lockout(args) -> int:
+    req: dict[str, Any] = {"cmd": "lockout", "action": args.action}
+    for key in ("user", "source"):
+        if getattr(args, key):
+            req[key] = getattr(args, key)
+    if args.all:
+        req["all"] = True
+    try:
+        answer = request(args.socket, req)
+    except ControlError as exc:
+        return _fail("lockout", exc)
+    print(json.dumps(answer) if args.json else f"{answer['cleared']} counter(s) cleared")
     return EXIT_OK
 
 

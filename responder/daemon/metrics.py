@@ -21,6 +21,11 @@ metric                                      labels
 ``dynipsec_exchange_seconds``               exchange (phase1, xauth_aaa, quick_mode,
                                             login): histogram
 ``dynipsec_worker_restarts_total``          -
+``dynipsec_xauth_failures_total``           - (AAA refused a guess: wrong name/password)
+``dynipsec_lockouts_total``                 kind (user / source): locks started
+``dynipsec_lockouts_active``                kind (user / source)
+``dynipsec_xauth_refused_locked_total``     reason (user-locked / source-locked), AAA
+                                            not asked
 ==========================================  ======================================
 
 Packets and octets are subscriber traffic as accounting counts it (inner packets):
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -213,3 +219,32 @@ class _StateCollector:
         restarts = CounterMetricFamily("dynipsec_worker_restarts", "Workers restarted")
         restarts.add_metric([], s.stats.get("worker_restarts", 0))
         yield restarts
+        yield from _lockout_metrics(s.lockouts.table, m.worker_stats)
+
+
+#: the orchestrator's refusal reasons of a login refused while locked
+LOCKED_REASONS = ("user-locked", "source-locked")
+
+
+def _lockout_metrics(table, worker_stats: list[dict]):
+    """Xauth failures and lockouts (the supervisor's table), refusals while locked (the
+    workers' refusal counters)."""
+    failures = CounterMetricFamily("dynipsec_xauth_failures",
+                                   "Xauth logins AAA refused as a wrong name or password")
+    failures.add_metric([], table.failures)
+    yield failures
+    started = CounterMetricFamily("dynipsec_lockouts", "Lockouts started", labels=["kind"])
+    active = GaugeMetricFamily("dynipsec_lockouts_active", "Lockouts in force",
+                               labels=["kind"])
+    for kind, count in table.active(time.monotonic()).items():
+        started.add_metric([kind], table.lockouts[kind])
+        active.add_metric([kind], count)
+    yield started
+    yield active
+    refused = CounterMetricFamily("dynipsec_xauth_refused_locked",
+                                  "Xauth logins refused while locked (AAA not asked)",
+                                  labels=["reason"])
+    for reason in LOCKED_REASONS:
+        refused.add_metric([reason], sum(int((reply.get("refused") or {}).get(reason, 0))
+                                         for reply in worker_stats if "error" not in reply))
+    yield refused

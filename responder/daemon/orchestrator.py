@@ -65,6 +65,7 @@ from responder.subscriber import (AUTHORIZED_STATES, Event, Peer, ResourceKind, 
                                   TableFullError)
 
 from .datapath import DataPath, UnsupportedChild
+from .lockouts import LoginGuard
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class Orchestrator:
                  authenticator, link: SupervisorLink, interfaces: Interfaces,
                  datapath: DataPath, table: SubscriberTable,
                  clock: Callable[[], float], flush: Callable[[], None],
-                 aaa_timeout: float = 30.0) -> None:
+                 aaa_timeout: float = 30.0, guard: "LoginGuard | None" = None) -> None:
         self.cfg = cfg
         self.worker_index = worker_index
         self.responder = responder
@@ -228,6 +229,8 @@ class Orchestrator:
         self.clock = clock
         self.flush = flush
         self.aaa_timeout = aaa_timeout
+        #: Xauth brute-force defence (lockouts.py); None: no lockout
+        self.guard = guard
         self.by_sa: dict[str, Subscriber] = {}
         # subscriber id -> the IKE SA ids bound to it, so a logout need not scan by_sa
         self._sas_of: dict[int, set[str]] = {}
@@ -451,6 +454,8 @@ class Orchestrator:
             return
         profile = self.profiles[sub.profile]
         t0 = self.clock()
+        if self.guard is not None and await self._refused_while_locked(sub, info, creds):
+            return
         nas = NasInfo(nas_port=sub.id, calling_station_id=str(sub.peer.address),
                       called_station_id=info.local[0])
         try:
@@ -468,17 +473,36 @@ class Orchestrator:
             self.stats["aaa_refused"] += 1
             log.info("subscriber %s: user %r refused by AAA (attempt %d): %s", info.key,
                      creds.username, creds.attempt, result.reason)
+            locked = self.guard is not None and await self.guard.failed(
+                creds.username, str(sub.peer.address), result.reason)
+            if not sub.live:
+                return
             self.task.xauth_result(self.task.context(self.clock()), sa_id, False,
-                                   result.reply_message)
+                                   result.reply_message, final=locked)
             self.flush()
             return
         waiting = self._waiting_in_grace(sub, creds.username)
         if waiting is not None:
+            if self.guard is not None:
+                self.guard.granted(creds.username)
             self._reattach(waiting, sub, info, result)
             return
         if info.initial_contact:
             self._drop_older_sessions(sub, creds.username)
         await self._grant(sub, info, profile, creds.username, result, t0)
+
+    async def _refused_while_locked(self, sub: Subscriber, info: SubscriberInfo,
+                                    creds: tev.XauthCredentials) -> bool:
+        """A locked user name or source address: STATUS=FAIL after the back-off delay,
+        AAA is not asked."""
+        reason = self.guard.refusal(creds.username, str(sub.peer.address))
+        if reason is None:
+            return False
+        await self.guard.hold_locked()
+        if sub.live:
+            self._refuse_login(sub, info, Event.AUTH_FAILED, reason,
+                               f"{reason} (source {sub.peer.address}), AAA not asked")
+        return True
 
     def _refuse_login(self, sub: Subscriber, info: SubscriberInfo, cause: Event,
                       counter: str, detail: str) -> None:

@@ -38,6 +38,7 @@ from responder.subscriber import Event, SubscriberTable
 from . import ipc
 from .datapath import DataPath
 from .keyexport import with_key_export
+from .lockouts import LoginGuard
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
 from .logsetup import setup_logging
@@ -197,7 +198,9 @@ class Worker:
         self.orchestrator = Orchestrator(
             cfg, worker_index=self.index, responder=responder, task=task,
             authenticator=authenticator, link=link, interfaces=self.interfaces,
-            datapath=self.datapath, table=table, clock=loop.time, flush=self._flush_soon)
+            datapath=self.datapath, table=table, clock=loop.time, flush=self._flush_soon,
+            guard=LoginGuard(lambda m: self.channel.request(m, timeout=5), loop.time,
+                             notify=self.channel.notify))
         gate.orchestrator = self.orchestrator
         self.rt = ResponderTransport(responder, esp_handler=self.datapath.esp_received,
                                      event_handler=with_key_export(cfg.ike.key_export_file,
@@ -341,6 +344,9 @@ class Worker:
                                                    message.get("idle_timeout"))}
         if op == "show":
             return self._show(message.get("what", ""))
+        if op == "lockout":
+            self.orchestrator.guard.apply(message)
+            return None
         if op in ("reload", "metrics"):
             return self.telemetry.on_message(message)
         if op == "shutdown":
