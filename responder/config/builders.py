@@ -9,6 +9,7 @@ from __future__ import annotations
 from responder.aaa.base import DomainMapEntry, DomainMaps
 from responder.aaa.dae import DaeClient
 from responder.aaa.local import LocalUser
+from responder.aaa.lockout import LockoutSettings
 from responder.aaa.radius import NasIdentity, RadiusServer, ServerGroup
 import responder.config.algorithms as algorithms
 from responder.config.model import (IkeConfig, ResponderConfig, StaticTunnelConfig,
@@ -224,3 +225,12 @@ def build_dae_clients(cfg: ResponderConfig) -> list[DaeClient]:
         return []
     return [DaeClient(address=str(c.address), secret=c.secret_bytes(), name=c.name)
             for c in cfg.aaa.dae.clients]
+
+
+def build_lockout_settings(cfg: ResponderConfig) -> LockoutSettings:
+    lockout = cfg.aaa.lockout
+    return LockoutSettings(enabled=lockout.enabled, max_failures=lockout.max_failures,
+                           max_source_failures=lockout.max_source_failures,
+                           window=lockout.window, duration=lockout.duration,
+                           backoff_base=lockout.backoff_base, backoff_max=lockout.backoff_max,
+                           max_entries=lockout.max_entries)

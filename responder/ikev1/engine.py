@@ -25,6 +25,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
+from .admission import AdmissionBook, TokenBucket, unproven
 from .enums import ExchangeType, NotifyType, ProtocolId, lookup
 from .errors import CodecError, ProtocolError, RemoteProtocolError
 from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
@@ -168,19 +169,16 @@ class _Retransmit:
     #: position in `_retransmits` (dict order): due entries fire in this order
     order: int = 0
     #: what it is, i.e. what giving up means: "request" (ours, e.g. Xauth: the
-    #: phase 1 SA goes), "aggressive" (AM msg 2 until msg 3: the half-open SA
-    #: goes), "quick_mode" (QM msg 2 until HASH(3): that Quick Mode goes)
+    #: phase 1 SA goes), "quick_mode" (QM msg 2 until HASH(3): that Quick Mode goes)
     kind: str = "request"
 
 
 @dataclass(slots=True)
 class _SaBook:
-    """The engine's bookkeeping for one SA: creation order, where it is
-    counted, its entry in the timer heap and its pending retransmissions."""
+    """The engine's bookkeeping for one SA: creation order, its entry in the
+    timer heap and its pending retransmissions (its counts: `AdmissionBook`)."""
 
     seq: int
-    peer: str
-    half_open: bool
     #: the deadline of this SA's live heap entry: a lower bound of its real
     #: next deadline (a later deadline is found when the entry pops)
     indexed: float | None = None
@@ -226,9 +224,9 @@ class Responder:
         self._retransmit_heap: list[tuple[float, int, tuple[str, int], _Retransmit]] = []
         self._pushes = 0
         self._retransmit_order = 0
-        self._half_open = 0
-        self._half_open_by_peer: Counter[str] = Counter()
-        self._sas_by_peer: Counter[str] = Counter()
+        self._admission = AdmissionBook(policy.limits)
+        self._notify_budget = TokenBucket(policy.limits.unauthenticated_notify_rate,
+                                          policy.limits.unauthenticated_notify_burst)
 
     # ------------------------------------------------------------------ API
     def context(self, now: float) -> SaContext:
@@ -375,9 +373,7 @@ class Responder:
         self._mark_dirty(sa)  # children / Quick Modes may change: re-index
         cached = sa.cached_reply(data)
         if cached is not None:
-            self.stats["retransmit_answered"] += 1
-            for reply in cached:
-                self._out.append(Datagram(self._frame(reply, local), local, remote))
+            self._resend_cached(sa, cached, local, remote)
             return
         ctx = SaContext(self, now)
         try:
@@ -391,8 +387,7 @@ class Responder:
             self._drop(exc.reason, remote, exc, sa)
             if exc.answer is not None and not sa.established:
                 self.stats[f"error_{lookup(NotifyType, exc.answer).name}"] += 1
-                reply = informational.unprotected_notify(sa, exc.answer)
-                self._out.append(Datagram(self._frame(reply, local), local, remote))
+                self._send_unprotected(sa, exc.answer, local, remote, now)
             return
         except ProtocolError as exc:  # codec, crypto and exchange errors alike
             self._fail(ctx, sa, header.exchange_type, exc, local, remote, data)
@@ -406,6 +401,30 @@ class Responder:
         # client that cannot decrypt it yet.
         if header.exchange_type in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE):
             self._after_phase1_step(ctx, sa)
+
+    def _resend_cached(self, sa: IkeSa, cached: list[bytes], local: Address,
+                       remote: Address) -> None:
+        """A retransmitted request gets our cached reply again; until the peer
+        sent message 3 (it may be a spoofed source) only
+        `limits.max_unproven_resends` times per SA."""
+        if unproven(sa.exchange, sa.state):
+            if sa.unproven_resends >= self.policy.limits.max_unproven_resends:
+                self._drop("unproven_resend_limit", remote, None, sa)
+                return
+            sa.unproven_resends += 1
+        self.stats["retransmit_answered"] += 1
+        for reply in cached:
+            self._out.append(Datagram(self._frame(reply, local), local, remote))
+
+    def _send_unprotected(self, sa: IkeSa, notify: int, local: Address, remote: Address,
+                          now: float) -> None:
+        """An error notify in clear (before phase 1), within the token bucket
+        of `limits.unauthenticated_notify_rate` / `_burst`."""
+        if not self._notify_budget.take(now):
+            self.stats["notify_rate_limited"] += 1
+            return
+        reply = informational.unprotected_notify(sa, notify)
+        self._out.append(Datagram(self._frame(reply, local), local, remote))
 
     @staticmethod
     def _cacheable(ctx: SaContext, exchange: int) -> bool:
@@ -468,16 +487,7 @@ class Responder:
             self._drop("policy_denied", remote)
             log.info("IKE policy rule denies phase 1 from %s", remote[0])
             return None
-        self._sync_dirty()  # counters follow established / moved SAs
-        if self._half_open >= limits.max_half_open:
-            self._drop("half_open_limit", remote)
-            return None
-        if self._half_open_by_peer[remote[0]] >= limits.max_half_open_per_peer:
-            self._drop("half_open_peer_limit", remote)
-            return None
-        if self._sas_by_peer[remote[0]] >= limits.max_sas_per_peer \
-                or len(self._by_id) >= limits.max_sas:
-            self._drop("sa_limit", remote)
+        if not self._admit(remote, now):
             return None
         cky_r = self._new_cookie()
         seq = self._next_sa_number
@@ -491,13 +501,27 @@ class Responder:
         self._by_id[sa_id] = sa
         self._by_initiator[(sa.cky_i, remote)] = sa
         self._initiator_key[sa_id] = (sa.cky_i, remote)
-        self._books[sa_id] = _SaBook(seq, remote[0], half_open=True)
-        self._count(remote[0], True, +1)
+        self._books[sa_id] = _SaBook(seq)
+        self._admission.add(sa_id, remote[0])
         sa.on_change = self._mark_dirty
         self._mark_dirty(sa)
         self.stats["phase1_started"] += 1
         log.info("[%s] new %s mode phase 1 from %s:%d to %s:%d", sa_id, exchange, *remote, *local)
         return sa
+
+    def _admit(self, remote: Address, now: float) -> bool:
+        """Room for a new SA from `remote`: admitted, admitted in place of an
+        evicted unproven SA, or dropped (admission.py)."""
+        self._sync_dirty()  # counts follow established / moved / proven SAs
+        decision = self._admission.decide(remote[0])
+        if decision.action == "drop":
+            self._drop(decision.reason, remote)
+            return False
+        if decision.action == "evict":
+            self.stats[f"evicted_{decision.reason}"] += 1
+            self._delete_phase1(self._by_id[decision.victim], f"evicted:{decision.reason}",
+                                notify_peer=False, ctx=SaContext(self, now))
+        return True
 
     def _new_cookie(self) -> bytes:
         while True:
@@ -526,14 +550,10 @@ class Responder:
             return main_mode.handle(ctx, sa, message, local, remote)
         if exchange == ExchangeType.AGGRESSIVE:
             self._check_phase1_exchange(sa, "aggressive")
-            replies = aggressive_mode.handle(ctx, sa, message, local, remote)
-            # RFC 2409 §5: AM msg 2 is resent until msg 3 arrives (the
-            # initiator may lose it and has nothing else to retransmit)
-            if sa.established:
-                self._drop_retransmit((sa.sa_id, 0))
-            elif replies:
-                self._arm_retransmit(sa, 0, replies[0], ctx.now, kind="aggressive")
-            return replies
+            # AM msg 2 is not resent by timer: its source is unproven (a
+            # spoofed one would make us an amplifier); the initiator resends
+            # msg 1 and gets it from the reply cache (_resend_cached)
+            return aggressive_mode.handle(ctx, sa, message, local, remote)
         if not sa.established and exchange != ExchangeType.INFORMATIONAL:
             raise InvalidTransition(f"exchange {exchange}", sa.state, "before phase 1")
         if exchange == ExchangeType.QUICK_MODE:
@@ -633,8 +653,7 @@ class Responder:
         phase1 = exchange in (ExchangeType.IDENTITY_PROTECTION, ExchangeType.AGGRESSIVE)
         if not sa.established:
             if notify in _PRE_PHASE1_NOTIFIES:
-                reply = informational.unprotected_notify(sa, notify)
-                self._out.append(Datagram(self._frame(reply, local), local, remote))
+                self._send_unprotected(sa, notify, local, remote, ctx.now)
             if phase1:
                 self._delete_phase1(sa, f"failed:{name}", notify_peer=False, ctx=ctx)
             return
@@ -710,9 +729,7 @@ class Responder:
                 self._forget_quick_mode(sa, entry.message_id)
                 self._mark_dirty(sa)
                 return
-            ctx.sa_log(sa).warning("%s %08x unanswered, giving up",
-                                   "aggressive mode msg 2" if entry.kind == "aggressive"
-                                   else "request", entry.message_id)
+            ctx.sa_log(sa).warning("request %08x unanswered, giving up", entry.message_id)
             self._delete_phase1(sa, "retransmit-timeout", notify_peer=True, ctx=ctx)
             return
         entry.tries_left -= 1
@@ -733,11 +750,8 @@ class Responder:
             book = self._books.get(sa.sa_id)
             if book is None or self._by_id.get(sa.sa_id) is not sa:
                 continue  # removed meanwhile
-            half_open = not sa.established
-            if book.peer != sa.remote[0] or book.half_open != half_open:
-                self._count(book.peer, book.half_open, -1)
-                book.peer, book.half_open = sa.remote[0], half_open
-                self._count(book.peer, half_open, +1)
+            self._admission.update(sa.sa_id, sa.remote[0], half_open=not sa.established,
+                                   evictable=unproven(sa.exchange, sa.state))
             self._index(sa.sa_id, book, self._next_deadline(sa))
 
     def _index(self, sa_id: str, book: _SaBook, deadline: float | None) -> None:
@@ -750,12 +764,6 @@ class Responder:
             self._timer_heap = [(b.indexed, b.seq, i) for i, b in self._books.items()
                                 if b.indexed is not None]
             heapq.heapify(self._timer_heap)
-
-    def _count(self, peer: str, half_open: bool, delta: int) -> None:
-        _bump(self._sas_by_peer, peer, delta)
-        if half_open:
-            self._half_open += delta
-            _bump(self._half_open_by_peer, peer, delta)
 
     def _next_deadline(self, sa: IkeSa) -> float | None:
         """min(_sa_deadlines(sa)) without building the list (runs per datagram)."""
@@ -847,7 +855,7 @@ class Responder:
         self._responder_cookies.discard(sa.cky_r)
         self._forget_initiator_key(sa)
         book = self._books.pop(sa.sa_id)
-        self._count(book.peer, book.half_open, -1)
+        self._admission.remove(sa.sa_id)
         for message_id in book.retransmits:
             self._retransmits.pop((sa.sa_id, message_id), None)
         self._dirty.pop(sa.sa_id, None)
@@ -867,14 +875,6 @@ _FIRST_MESSAGE = {
     ExchangeType.IDENTITY_PROTECTION: (main_mode.classify, main_mode.TABLE),
     ExchangeType.AGGRESSIVE: (aggressive_mode.classify, aggressive_mode.TABLE),
 }
-
-
-def _bump(counter: Counter[str], key: str, delta: int) -> None:
-    value = counter[key] + delta
-    if value:
-        counter[key] = value
-    else:
-        del counter[key]
 
 
 def _notify_of(exc: Exception) -> int | None:

@@ -128,6 +128,8 @@ class IkeSa:
     dpd_peer_sequence: int | None = None
     # --- retransmission detection: digest of a request -> our reply datagrams
     replies: "OrderedDict[bytes, list[bytes]]" = field(default_factory=OrderedDict)
+    #: cached replies resent before the peer sent message 3 (bounded)
+    unproven_resends: int = 0
     #: set by the engine: called with this SA when a WATCHED_FIELDS field changes
     on_change: Callable[["IkeSa"], None] | None = field(default=None, repr=False, compare=False)
 

@@ -381,13 +381,27 @@ class Limits:
     #: dropped (the peer retransmits) so that one peer cannot pin many SPIs
     #: and DH computations.
     max_quick_modes_per_sa: int = 4
+    #: Half-open SAs of one prefix (`half_open_prefix_v4` / `_v6` bits); at
+    #: this limit (and at `max_half_open`) a new message 1 takes the slot of
+    #: the oldest SA that never got message 3 (responder/ikev1/admission.py).
+    max_half_open_per_prefix: int = 100
+    half_open_prefix_v4: int = 24
+    half_open_prefix_v6: int = 64
+    #: Our cached reply resent to a retransmitted request, per SA, until the
+    #: peer sends message 3 (it may be spoofed); further copies are dropped.
+    max_unproven_resends: int = 4
+    #: Error notifies in clear to sources not yet authenticated: a token
+    #: bucket per engine (rate per second, burst); the rest is counted.
+    unauthenticated_notify_rate: float = 50.0
+    unauthenticated_notify_burst: int = 100
 
 
 @dataclass(frozen=True)
 class RetransmitPolicy:
     """Resending: our own requests (Xauth), and our last message of an exchange
-    until the peer's final one (AM msg 2, QM msg 2): first timeout, factor,
-    number of tries."""
+    until the peer's final one (QM msg 2): first timeout, factor, number of
+    tries. AM msg 2 is not resent by timer (its source is unproven): only
+    from the reply cache (`Limits.max_unproven_resends`)."""
 
     timeout: float = 4.0
     backoff: float = 1.8

@@ -103,7 +103,7 @@ def test_global_half_open_limit():
         responder.receive_datagram(initiator.main_mode_1(), ("198.18.0.1", 500),
                                    (f"198.18.1.{n + 1}", 500), 0.0)
     assert responder.sa_count == 3
-    assert responder.stats["dropped_half_open_limit"] == 2
+    assert responder.stats["evicted_half_open_limit"] == 2  # the oldest unproven go
 
 
 def test_policy_deny_rule_by_address():

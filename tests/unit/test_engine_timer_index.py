@@ -34,15 +34,22 @@ def reference_timer(responder: Responder) -> float | None:
 def reference_counts(responder: Responder):
     sas = list(responder._by_id.values())
     half_open = [sa for sa in sas if not sa.established]
+    prefix = responder._admission.prefix
     return (len(half_open), Counter(sa.remote[0] for sa in half_open),
+            Counter(prefix(sa.remote[0]) for sa in half_open),
             Counter(sa.remote[0] for sa in sas))
+
+
+def engine_counts(responder: Responder):
+    book = responder._admission
+    return (book.half_open, book.half_open_by_peer, book.half_open_by_prefix,
+            book.sas_by_peer)
 
 
 def check(responder: Responder) -> None:
     assert responder.get_timer() == reference_timer(responder)
     responder._sync_dirty()
-    assert (responder._half_open, responder._half_open_by_peer,
-            responder._sas_by_peer) == reference_counts(responder)
+    assert engine_counts(responder) == reference_counts(responder)
 
 
 class Driver:
@@ -119,7 +126,7 @@ def test_heap_and_counters_match_a_full_scan() -> None:
         d.advance(rnd.uniform(1.0, 6.0))
     d.advance(120.0)
     assert d.responder.sa_count == 0 and d.responder.get_timer() is None
-    assert not d.responder._books and not d.responder._half_open_by_peer
+    assert not d.responder._books and not d.responder._admission.half_open_by_peer
     assert len(d.touched) > 24
     assert d.responder.stats["half_open_timeout"] == 4
 

@@ -116,29 +116,20 @@ def test_retries_and_showbackoff_on_main_mode():
     assert Message.parse(again).header.responder_cookie != Message.parse(first).header.responder_cookie
 
 
-def test_showbackoff_on_aggressive_mode_resends_msg2_with_backoff_then_gives_up():
+def test_showbackoff_on_aggressive_mode_sees_no_resend():
+    """`--showbackoff` waits for resends of AM msg 2: there are none (a
+    spoofed source must not make the gateway send more than it got); the
+    half-open SA goes at the half-open timeout."""
     policy = ResponderPolicy(psks=(PresharedKey(PSK, identity=GROUP),))
     pair = make_pair(policy)
     r = pair.responder
     probe = raw(b"ikescanB", bytes(8), AM, [
         ike_scan_sa(), KeyExchange(bytes([0x5A]) * 128), Nonce(bytes(range(20))),
         Identification.key_id("vpngroup")])
-    start = pair.now
     [am2] = pair.send(probe)
     assert Message.parse(am2).first(Hash) is not None
-    times = []
-    while True:
-        timer = r.get_timer()
-        if timer is None or timer > start + 120:
-            break
-        pair.now = timer
-        r.handle_timer(timer)
-        for resend in pair.collect():
-            assert resend == am2
-            times.append(round(timer - start, 3))
-    assert times[:3] == [4.0, 11.2, 24.16]  # policy.retransmit: 4 s, x1.8
-    assert r.sa_count == 0
     assert pair.advance(300) == []
+    assert r.sa_count == 0 and r.stats["half_open_timeout"] == 1
 
 
 def test_aggressive_unknown_group_only_group_keys_is_refused_without_hash():
