@@ -103,7 +103,8 @@ def main(argv=None) -> int:
         user, password = user_template(lab.topology)
         gateway = DynipsecGateway(lab.router, lab.node_dir(lab.topology.router_name) / "profile",
                                   plan, lab, aaa=args.aaa, log_level=args.log_level,
-                                  licenses=args.logins + 10).start()
+                                  licenses=args.logins + 10,
+                                  accounting=args.aaa == "radius").start()
         spies: list[tuple[subprocess.Popen, Path, str]] = []
         try:
             wait_for(lambda: gateway.ready, 30)
