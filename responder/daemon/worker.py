@@ -37,6 +37,7 @@ from responder.subscriber import Event, SubscriberTable
 
 from . import ipc
 from .datapath import DataPath
+from .dhpool import keep_key_pairs_ready
 from .keyexport import with_key_export
 from .lockouts import LoginGuard
 from .orchestrator import Orchestrator, Phase2Gate
@@ -224,12 +225,14 @@ class Worker:
             self._stop, f"signal {signum}"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         ticker = asyncio.ensure_future(self._ticker())
+        key_pairs = asyncio.ensure_future(keep_key_pairs_ready())
         self.channel.notify({"op": "ready", "worker": self.index, "pid": os.getpid()})
         log.info("worker %d (generation %d) serving %s", self.index, self.generation,
                  ", ".join(f"{a}:{p}" for a, p, _ in self.sockets))
         await self._stopped.wait()
         await self._shutdown()
         ticker.cancel()
+        key_pairs.cancel()
         serve.cancel()
         self.telemetry.close()
         if radius is not None:
