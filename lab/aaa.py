@@ -15,6 +15,7 @@ import logging
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import jinja2
@@ -157,6 +158,9 @@ class FreeRadius(Daemon):
             raise ValueError("a Disconnect/CoA request needs at least one identifying attribute")
         target = f"{nas or self.topology.nas_address}:{port or self.topology.aaa.coa_port}"
         line = ",".join(f"{name}={_quote(value)}" for name, value in attributes.items())
+        if "Event-Timestamp" not in attributes:
+            # RFC 5176 §3.4 replay protection: the NAS refuses requests without a fresh one
+            line += f",Event-Timestamp={int(time.time())}"
         # -S: the secret comes from a file, so it never shows in ps or in logs
         argv = ["radclient", "-x", "-r", "1", "-t", str(timeout), "-d", str(self.raddb),
                 "-S", str(self.secret_file), target, kind]

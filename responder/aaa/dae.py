@@ -12,10 +12,16 @@ Rules applied, in order:
 2. Request Authenticator checked with the client's secret (§3.5, computed like an
    Accounting-Request's); a Message-Authenticator, if present, must verify (§3.5).
    Failures -> silently dropped and counted.
-3. Event-Timestamp, if present, must be within ``replay_window`` seconds of our clock
-   (§4.2 replay protection) -> otherwise silently dropped.
-4. A retransmission (same client, Identifier and authenticator) gets the cached answer
-   again, so a repeated Disconnect is ACKed, not NAKed with 503 (§2.3).
+3. Replay protection (§3.4): Event-Timestamp is required (``require_event_timestamp``)
+   and must be within ``replay_window`` seconds of our clock; missing or outside ->
+   NAK 404 Invalid-Request, nothing done.
+4. A request seen before (same client, Request Authenticator and Event-Timestamp; the
+   authenticator covers Identifier and attributes) gets the answer of its first
+   arrival again and is never acted on twice: a retransmission of a Disconnect is ACKed,
+   not NAKed with 503 (§2.3), and a captured request replayed from another source port
+   changes nothing. Entries live as long as their timestamp is acceptable; when the
+   cache is full of live entries, new requests get NAK 506 Resources-Unavailable
+   rather than forgetting one that could then be replayed.
 5. NAS identification attributes that do not name this NAS -> NAK 403 (§3).
 6. Attributes this NAS does not support in that request -> NAK 401; Service-Type
    Authorize-Only -> NAK 405 (we cannot send an Access-Request for it); no session
@@ -54,6 +60,7 @@ UNSUPPORTED_SERVICE = 405
 INVALID_ATTRIBUTE_VALUE = 407
 SESSION_CONTEXT_NOT_FOUND = 503
 SESSION_CONTEXT_NOT_REMOVABLE = 504
+RESOURCES_UNAVAILABLE = 506
 
 SERVICE_TYPE_AUTHORIZE_ONLY = 17
 
@@ -137,22 +144,52 @@ class _Nak(Exception):
         super().__init__(why)
 
 
+class ReplayCache:
+    """Answers of requests already acted on, each kept until ``expires`` (wall clock);
+    bounded: when full of live entries it refuses to take more."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        #: key -> (expires, reply)
+        self._entries: collections.OrderedDict[tuple, tuple[float, bytes]] = \
+            collections.OrderedDict()
+
+    def get(self, key: tuple, now: float) -> bytes | None:
+        entry = self._entries.get(key)
+        return entry[1] if entry is not None and entry[0] >= now else None
+
+    def has_room(self, now: float) -> bool:
+        if len(self._entries) >= self.size:
+            self._expire(now)
+        return len(self._entries) < self.size
+
+    def put(self, key: tuple, reply: bytes, expires: float) -> None:
+        self._entries[key] = (expires, reply)
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, (expires, _) in self._entries.items() if expires < now]:
+            del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class DaeProcessor:
     """Sans-I/O RFC 5176 server side; see the module doc for the rules."""
 
     def __init__(self, clients: list[DaeClient], directory: SessionDirectory, *,
                  nas_ip: str | None = None, nas_identifier: str | None = None,
                  dictionary: Dictionary | None = None, replay_window: float = 300.0,
-                 cache_size: int = 256) -> None:
+                 require_event_timestamp: bool = True, cache_size: int = 4096) -> None:
         self.clients = {ipaddress.ip_address(c.address): c for c in clients}
         self.directory = directory
         self.nas_ip = nas_ip
         self.nas_identifier = nas_identifier
         self.dictionary = dictionary or load_dictionary()
         self.replay_window = replay_window
+        self.require_event_timestamp = require_event_timestamp
         self.stats: collections.Counter[str] = collections.Counter()
-        self._cache: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
-        self._cache_size = cache_size
+        self.replay_cache = ReplayCache(cache_size)
 
     def handle(self, raw: bytes, source: tuple[str, int], now: float) -> bytes | None:
         """``now`` is wall-clock time (seconds since the epoch) for Event-Timestamp."""
@@ -164,19 +201,26 @@ class DaeProcessor:
         request = self._decode(raw, client)
         if request is None:
             return None
-        key = (source, raw[1], raw[4:20])
-        cached = self._cache.get(key)
+        stamp = _event_timestamp(request)
+        refusal = self._replay_refusal(stamp, now)
+        if refusal is not None:
+            self.stats[refusal[0]] += 1
+            log.warning("DAE request from %s: %s: NAK %d", client.address, refusal[1],
+                        INVALID_REQUEST)
+            return self._nak(request, INVALID_REQUEST)
+        key = (client.address, raw[4:20], stamp)
+        cached = self.replay_cache.get(key, now)
         if cached is not None:
-            self.stats["retransmissions"] += 1
+            self.stats["replays_answered_from_cache"] += 1
             return cached
-        if not self._timestamp_fresh(request, now):
-            self.stats["dropped_stale_timestamp"] += 1
-            log.warning("DAE request from %s with stale Event-Timestamp: dropped", source[0])
-            return None
+        if not self.replay_cache.has_room(now):
+            self.stats["refused_replay_cache_full"] += 1
+            log.warning("DAE request from %s: replay cache full (%d): NAK %d", client.address,
+                        len(self.replay_cache), RESOURCES_UNAVAILABLE)
+            return self._nak(request, RESOURCES_UNAVAILABLE)
         reply = self._answer(request, client)
-        self._cache[key] = reply
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        expires = (stamp if stamp is not None else now) + self.replay_window
+        self.replay_cache.put(key, reply, expires)
         return reply
 
     def _decode(self, raw: bytes, client: DaeClient) -> rpacket.CoAPacket | None:
@@ -199,13 +243,24 @@ class DaeProcessor:
             return None
         return request
 
-    def _timestamp_fresh(self, request: rpacket.Packet, now: float) -> bool:
-        values = request.get("Event-Timestamp")
-        if not values:
-            return True
-        stamp = values[0]
-        stamp = stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
-        return abs(now - stamp) <= self.replay_window
+    def _replay_refusal(self, stamp: float | None, now: float) -> tuple[str, str] | None:
+        """(counter, why) when the Event-Timestamp rules refuse the request, else None."""
+        if stamp is None:
+            if self.require_event_timestamp:
+                return "refused_no_event_timestamp", "no Event-Timestamp"
+            return None
+        if abs(now - stamp) > self.replay_window:
+            return ("refused_stale_timestamp",
+                    f"Event-Timestamp {now - stamp:+.0f}s off (window {self.replay_window:.0f}s)")
+        return None
+
+    @staticmethod
+    def _nak(request: rpacket.CoAPacket, error_cause: int) -> bytes:
+        reply = request.CreateReply()
+        reply.code = (rpacket.DisconnectNAK if request.code == rpacket.DisconnectRequest
+                      else rpacket.CoANAK)
+        reply["Error-Cause"] = error_cause
+        return reply.ReplyPacket()
 
     def _answer(self, request: rpacket.CoAPacket, client: DaeClient) -> bytes:
         disconnect = request.code == rpacket.DisconnectRequest
@@ -225,10 +280,7 @@ class DaeProcessor:
         except _Nak as nak:
             self.stats[f"{kind.lower()}_nak_{nak.error_cause}"] += 1
             log.info("%s-Request from %s: NAK %d (%s)", kind, client.address, nak.error_cause, nak)
-            reply = request.CreateReply()
-            reply.code = rpacket.DisconnectNAK if disconnect else rpacket.CoANAK
-            reply["Error-Cause"] = nak.error_cause
-            return reply.ReplyPacket()
+            return self._nak(request, nak.error_cause)
         self.stats[f"{kind.lower()}_ack"] += 1
         log.info("%s-Request from %s: ACK (%d session(s))", kind, client.address, len(sessions))
         return request.CreateReply().ReplyPacket()
@@ -277,6 +329,13 @@ class DaeProcessor:
 def _first(request: rpacket.Packet, name: str):
     values = request.get(name)
     return values[0] if values else None
+
+
+def _event_timestamp(request: rpacket.Packet) -> float | None:
+    stamp = _first(request, "Event-Timestamp")
+    if stamp is None:
+        return None
+    return stamp.timestamp() if hasattr(stamp, "timestamp") else float(stamp)
 
 
 def _parse_ip(text: str):

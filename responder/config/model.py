@@ -467,6 +467,8 @@ class DaeConfig(Strict):
     clients: list[DaeClientConfig] = Field(min_length=1)
     #: Event-Timestamp freshness (RFC 5176 §3.4)
     replay_window: PositiveSeconds = 300.0
+    #: refuse (NAK Invalid-Request) Disconnect/CoA requests without Event-Timestamp
+    require_event_timestamp: bool = True
 
 
 class DomainMapConfig(Strict):

@@ -154,7 +154,8 @@ class Supervisor:
                 build_dae_clients(cfg), RegistryDirectory(self),
                 nas_ip=str(radius.nas_ip) if radius and radius.nas_ip else None,
                 nas_identifier=radius.nas_identifier if radius else None,
-                replay_window=cfg.aaa.dae.replay_window)
+                replay_window=cfg.aaa.dae.replay_window,
+                require_event_timestamp=cfg.aaa.dae.require_event_timestamp)
             self._dae = await DaeListener.start(processor, str(cfg.aaa.dae.listen), cfg.aaa.dae.port)
         self.control = ControlServer(self, cfg.control.socket)
         for handle in self.workers:
@@ -490,6 +491,7 @@ class Supervisor:
             self._dae.processor.clients = {ipaddress.ip_address(c.address): c
                                            for c in build_dae_clients(new)}
             self._dae.processor.replay_window = new.aaa.dae.replay_window
+            self._dae.processor.require_event_timestamp = new.aaa.dae.require_event_timestamp
         if self.accountant is not None and new.aaa.radius is not None and (
                 old.aaa.radius != new.aaa.radius or old.aaa.accounting != new.aaa.accounting):
             previous = self._radius

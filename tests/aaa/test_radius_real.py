@@ -2,7 +2,8 @@
 
 Proves: PAP accept with reply attributes (vendor 4874 too), reject, failover past a dead
 server, accounting Start/Interim/Stop in the detail file, RFC 5176 Disconnect (ACK and a
-teardown through the callback; NAK 503 for an unknown session) and CoA Session-Timeout.
+teardown through the callback; NAK 503 for an unknown session), CoA Session-Timeout, and
+NAK Invalid-Request for requests without or with a stale Event-Timestamp.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import ipaddress
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -128,7 +130,12 @@ def test_accounting_start_interim_stop_in_detail_file(freeradius):
     assert start["Acct-Delay-Time"] == "110"        # RFC 2866 §5.2: queued since 900
 
 
-def _radclient(freeradius, port: int, kind: str, attributes: str) -> str:
+def _radclient(freeradius, port: int, kind: str, attributes: str,
+               stamp: float | None = None) -> str:
+    """radclient with an Event-Timestamp of now (or ``stamp``) unless ``stamp`` is 0."""
+    stamp = time.time() if stamp is None else stamp
+    if stamp:
+        attributes += f", Event-Timestamp = {int(stamp)}"
     run = subprocess.run(
         ["radclient", "-x", "-r", "1", "-t", "3", "-d", str(freeradius.raddb),
          f"127.0.0.1:{port}", kind, freeradius.secret],
@@ -176,6 +183,11 @@ def test_radclient_disconnect_coa_and_unknown_session(freeradius):
             out["coa"] = await asyncio.to_thread(
                 _radclient, freeradius, port, "coa",
                 'Framed-IP-Address = 10.99.1.21, Session-Timeout = 7')
+            out["no timestamp"] = await asyncio.to_thread(
+                _radclient, freeradius, port, "disconnect", 'User-Name = "dave"', 0)
+            out["stale"] = await asyncio.to_thread(
+                _radclient, freeradius, port, "disconnect", 'User-Name = "dave"',
+                time.time() - 3600)
             assert await accountant.drain(10)
             return out, carol, dave
         finally:
@@ -190,6 +202,9 @@ def test_radclient_disconnect_coa_and_unknown_session(freeradius):
     assert "Session-Context-Not-Found" in out["unknown"]
     assert "Received CoA-ACK" in out["coa"], out["coa"]
     assert dave.live and dave.session_timeout == 7
+    for refused in ("no timestamp", "stale"):
+        assert "Received Disconnect-NAK" in out[refused], out[refused]
+        assert "Invalid-Request" in out[refused], out[refused]
     stops = [r for r in freeradius.accounting_records()
              if r.get("Acct-Session-Id") == carol.acct_session_id and r["Acct-Status-Type"] == "Stop"]
     assert len(stops) == 1 and stops[0]["Acct-Terminate-Cause"] == "Admin-Reset"
