@@ -224,7 +224,9 @@ class Accountant:
     only after its Accounting-Response; the journal's undelivered records are queued
     first, at construction (a restart, a crash). A record still undelivered after
     ``max_attempts`` sends or ``max_age`` seconds goes to ``dead_letters`` (and the log)
-    and the queue goes on; None: retried forever.
+    and the queue goes on; None: retried forever. A failure of a type in
+    ``unsent_errors`` (the client sent nothing: every server marked dead) is not an
+    attempt: a record is not given up because of another record's timeouts.
     """
 
     def __init__(self, sender: AccountingSender, *, group: str | None = None,
@@ -233,7 +235,8 @@ class Accountant:
                  wall_clock: Callable[[], float] = time.time,
                  journal: AccountingJournal | None = None,
                  dead_letters: DeadLetters | None = None,
-                 max_attempts: int | None = None, max_age: float | None = None) -> None:
+                 max_attempts: int | None = None, max_age: float | None = None,
+                 unsent_errors: tuple[type[BaseException], ...] = ()) -> None:
         self.sender = sender
         self.group = group
         self.max_queue = max_queue
@@ -245,6 +248,7 @@ class Accountant:
         self.dead_letters = dead_letters
         self.max_attempts = max_attempts
         self.max_age = max_age
+        self.unsent_errors = unsent_errors
         self.sessions: dict[str, AccountingSession] = {}
         self.counter_sources: dict[str, Callable[[], Counters]] = {}
         self.stats = AccountingStats()
@@ -406,6 +410,8 @@ class Accountant:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure: keep the record, retry
                 self.stats.failed_attempts += 1
+                if isinstance(exc, self.unsent_errors):
+                    record.attempts -= 1
                 reason = self._exhausted(record)
                 if reason is not None:
                     self._remove_head(record)

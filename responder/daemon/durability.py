@@ -12,6 +12,7 @@ from pathlib import Path
 
 from responder.aaa.accounting import Accountant, AccountingSender, Attributes, StatusType
 from responder.aaa.journal import AccountingJournal, DeadLetters
+from responder.aaa.radius import RadiusBusyError, RadiusNoServer
 from responder.config.model import ResponderConfig
 from responder.netif import remove_stale_interfaces
 
@@ -33,7 +34,8 @@ def build_accountant(cfg: ResponderConfig, sender: AccountingSender) -> Accounta
                                 fsync=accounting.fsync)
     return Accountant(sender, group=accounting.server_group, journal=journal,
                       dead_letters=DeadLetters(accounting.dead_letters or state / DEAD_LETTER_FILE),
-                      max_attempts=accounting.max_attempts, max_age=accounting.max_age)
+                      max_attempts=accounting.max_attempts, max_age=accounting.max_age,
+                      unsent_errors=(RadiusNoServer, RadiusBusyError))
 
 
 def nas_attributes(cfg: ResponderConfig) -> Attributes:

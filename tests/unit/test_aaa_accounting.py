@@ -288,3 +288,26 @@ def test_journal_ignores_a_line_cut_short_by_a_crash(tmp_path):
     with open(path, "a") as handle:
         handle.write('{"op":"add","id":9,"entr')
     assert [e for _, e in AccountingJournal(path).pending()] == [{"n": 2}]
+
+
+def test_failures_that_sent_nothing_are_not_attempts(tmp_path):
+    class NotSent(Exception):
+        pass
+
+    class DeadThenUp(RecordingSender):
+        def __init__(self):
+            super().__init__()
+            self.unsent = 5
+
+        async def send_accounting(self, attributes, created_at, group=None):
+            if self.unsent:
+                self.unsent -= 1
+                raise NotSent("every server marked dead")
+            await super().send_accounting(attributes, created_at, group)
+
+    sender = DeadThenUp()
+    acct = Accountant(sender, retry_backoff=0.001, max_attempts=2, unsent_errors=(NotSent,),
+                      dead_letters=DeadLetters(tmp_path / "dead"))
+    acct.start_session(session())
+    assert asyncio.run(_run_until_drained(acct))
+    assert [a["Acct-Session-Id"] for a in sender.sent] == ["S1"] and acct.stats.dead_lettered == 0
