@@ -5,11 +5,11 @@ strongSwan, several of a kind may be listed (``aes256-aes128-sha256-sha1-modp204
 the proposal stands for every combination. Phase 2: ``aes256-sha1``, ``3des-md5``,
 ``aes128gcm16`` (combined mode: no integrity token).
 
-Only what the crypto layer implements is "known": the tables below name exactly the
-entries of ``responder.ikev1.crypto`` (IKE) and ``responder.esp.transforms`` (ESP), so a
-configuration that passes ``check`` never proposes something the engine cannot do.
-Errors are plain ``ValueError`` with a message that lists the known tokens; the schema
-turns them into one line with the key path.
+Every token comes from the algorithm registry (``responder.ikev1.algorithms``), which
+keying, proposal matching and the ESP data path read too, so a configuration that passes
+``check`` never proposes something the engine cannot do. Errors are plain
+``ValueError`` with a message that lists the known tokens; the schema turns them into one
+line with the key path.
 """
 from __future__ import annotations
 
@@ -17,63 +17,37 @@ import difflib
 import itertools
 from dataclasses import dataclass
 
-from responder.ikev1.enums import (AuthMethod, EncryptionAlgorithm, EspTransformId,
-                                   GroupDescription, HashAlgorithm, IpsecAuthAlgorithm)
+from responder.ikev1 import algorithms as registry
 
 # -- phase 1 tokens -----------------------------------------------------------------------
-#: token -> (IKE encryption algorithm, key length in bits or None)
+#: token -> (IKE encryption algorithm, Key Length attribute in bits or None)
 IKE_ENCRYPTION: dict[str, tuple[int, int | None]] = {
-    "aes128": (EncryptionAlgorithm.AES_CBC, 128),
-    "aes192": (EncryptionAlgorithm.AES_CBC, 192),
-    "aes256": (EncryptionAlgorithm.AES_CBC, 256),
-    "aes": (EncryptionAlgorithm.AES_CBC, 128),  # strongSwan: "aes" is AES-128
-    "3des": (EncryptionAlgorithm.TRIPLE_DES_CBC, None),
+    token: (cipher.ike_number, cipher.key_length_value(bits))
+    for token, (cipher, bits) in registry.CIPHER_TOKENS.items() if cipher.ike_number is not None
 }
 IKE_HASH: dict[str, int] = {
-    "md5": HashAlgorithm.MD5,
-    "sha1": HashAlgorithm.SHA,
-    "sha": HashAlgorithm.SHA,
-    "sha256": HashAlgorithm.SHA2_256,
-    "sha384": HashAlgorithm.SHA2_384,
-    "sha512": HashAlgorithm.SHA2_512,
+    token: h.ike_number for token, h in registry.HASH_TOKENS.items() if h.ike_number is not None
 }
-DH_GROUP: dict[str, int] = {
-    "modp768": GroupDescription.MODP_768,
-    "modp1024": GroupDescription.MODP_1024,
-    "modp1536": GroupDescription.MODP_1536,
-    "modp2048": GroupDescription.MODP_2048,
-    "modp3072": GroupDescription.MODP_3072,
-    "modp4096": GroupDescription.MODP_4096,
-    "ecp256": GroupDescription.ECP_256,
-    "ecp384": GroupDescription.ECP_384,
-}
-#: Xauth PSK is what dynamic subscribers use; plain PSK serves static tunnels.
-AUTH_METHODS: dict[str, int] = {
-    "psk": AuthMethod.PRE_SHARED_KEY,
-    "xauth-psk": AuthMethod.XAUTH_INIT_PSK,
-}
+DH_GROUP: dict[str, int] = {token: g.number for token, g in registry.GROUP_TOKENS.items()}
+AUTH_METHODS: dict[str, int] = {token: m for token, m in registry.AUTH_METHOD_TOKENS.items()}
 
 # -- phase 2 tokens -----------------------------------------------------------------------
-#: token -> (ESP transform id, key length or None, combined mode?)
+#: token -> (ESP transform id, Key Length attribute in bits or None, combined mode?)
 ESP_CIPHER: dict[str, tuple[int, int | None, bool]] = {
-    "aes128": (EspTransformId.AES_CBC, 128, False),
-    "aes192": (EspTransformId.AES_CBC, 192, False),
-    "aes256": (EspTransformId.AES_CBC, 256, False),
-    "aes": (EspTransformId.AES_CBC, 128, False),
-    "3des": (EspTransformId.TRIPLE_DES, None, False),
-    "aes128gcm16": (EspTransformId.AES_GCM_16, 128, True),
-    "aes192gcm16": (EspTransformId.AES_GCM_16, 192, True),
-    "aes256gcm16": (EspTransformId.AES_GCM_16, 256, True),
+    token: (cipher.esp_transform_id, cipher.key_length_value(bits), cipher.aead)
+    for token, (cipher, bits) in registry.CIPHER_TOKENS.items()
+    if cipher.esp_transform_id is not None
 }
 ESP_INTEGRITY: dict[str, int] = {
-    "md5": IpsecAuthAlgorithm.HMAC_MD5,
-    "sha1": IpsecAuthAlgorithm.HMAC_SHA,
-    "sha": IpsecAuthAlgorithm.HMAC_SHA,
-    "sha256": IpsecAuthAlgorithm.HMAC_SHA2_256,
+    token: h.esp_auth_id for token, h in registry.HASH_TOKENS.items()
+    if h.esp_auth_id is not None
 }
 
 #: Weak but sometimes needed for old clients: allowed, warned about.
-WEAK_TOKENS = frozenset({"modp768", "md5"})
+WEAK_TOKENS = frozenset(
+    [t for c in registry.CIPHERS if c.weak for t in c.tokens]
+    + [t for h in registry.HASHES if h.weak for t in h.tokens]
+    + [g.token for g in registry.GROUPS if g.weak])
 
 
 @dataclass(frozen=True)
@@ -137,10 +111,15 @@ def parse_ike_proposal(text: str) -> list[IkeProposal]:
 
 
 def known_esp_transforms() -> list[str]:
-    """Every spelling-canonical ESP transform string, for error messages."""
-    names = [f"{c}-{i}" for c in ("aes128", "aes192", "aes256", "3des")
-             for i in ("sha1", "sha256", "md5")]
-    return names + ["aes128gcm16", "aes192gcm16", "aes256gcm16"]
+    """One canonical spelling per ESP transform of the registry, for error messages."""
+    return [_canonical_esp_name(cipher, bits, integrity)
+            for cipher, bits, integrity in registry.esp_suites()]
+
+
+def _canonical_esp_name(cipher: registry.CipherEntry, key_bits: int,
+                        integrity: registry.HashEntry | None) -> str:
+    cipher_token = next(t for t, bits in cipher.tokens.items() if bits == key_bits)
+    return cipher_token if integrity is None else f"{cipher_token}-{integrity.tokens[0]}"
 
 
 def _unknown_esp(text: str) -> ValueError:

@@ -10,13 +10,13 @@ from .packet import Udp4500Kind, classify_udp_4500
 from .replay import ReplayWindow
 from .sa import EspSAParams, InboundSA, OutboundSA, check_inner_source
 from .spitable import SpiTable, SpiTableError
-from .transforms import TRANSFORMS, EspTransform, UnsupportedTransform, lookup_transform
+from .transforms import TRANSFORMS, EspCipherSuite, UnsupportedTransform, lookup_transform
 
 __all__ = [
     "DropReason",
     "EspDrop",
+    "EspCipherSuite",
     "EspSAParams",
-    "EspTransform",
     "InboundSA",
     "Lifetime",
     "LifetimeState",

@@ -9,13 +9,13 @@ an :class:`InboundSA` does the reverse and drops what must be dropped by raising
 Mapping from the IKE engine (``responder.ikev1.crypto.phase2``)
 ----------------------------------------------------------------
 Quick Mode gives a ``ChildSaKeys(inbound=EspKeys, outbound=EspKeys)`` and the chosen
-``EspTransform`` (transform id, key size in bytes, integrity). Each direction becomes
-one :class:`EspSAParams`::
+``NegotiatedEspTransform`` (cipher and integrity rows of the algorithm registry, key
+size in bytes). Each direction becomes one :class:`EspSAParams`::
 
     EspSAParams(
         spi=int.from_bytes(keys.spi, "big"),         # inbound: the SPI we chose
-        enc_id=transform.encryption.transform_id,    # 3, 12 or 20
-        auth_id=transform.integrity.number if transform.integrity else None,
+        enc_id=transform.cipher.esp_transform_id,    # 3, 12 or 20
+        auth_id=transform.integrity.esp_auth_id if transform.integrity else None,
         key_bits=transform.encryption_key_size * 8,
         enc_key=keys.encryption_key,                 # first bytes of KEYMAT
         auth_key=keys.integrity_key,                 # after key (and salt), empty for GCM
@@ -39,7 +39,7 @@ from .errors import DropReason, EspDrop
 from .packet import (ESP_HEADER, ESP_HEADER_SIZE, NEXT_HEADER_IPV4, NEXT_HEADER_NONE,
                      ipv4_header_length, ipv4_source, ipv4_total_length)
 from .replay import DEFAULT_WINDOW_SIZE, MAX_SEQUENCE, ReplayWindow
-from .transforms import EspTransform, IntegrityCheckFailed, lookup_transform
+from .transforms import EspCipherSuite, IntegrityCheckFailed, lookup_transform
 
 # RFC 4303 §2.4: default padding is the monotonically increasing series 1, 2, 3, ...
 _PADDING = bytes(range(1, 256))
@@ -77,7 +77,7 @@ class _EspSA:
     def __init__(self, params: EspSAParams, now: float) -> None:
         self.params = params
         self.spi = params.spi
-        self.transform: EspTransform = lookup_transform(params.enc_id, params.auth_id, params.key_bits)
+        self.transform: EspCipherSuite = lookup_transform(params.enc_id, params.auth_id, params.key_bits)
         self._cipher = self.transform.keyed_cipher(params.enc_key, params.salt)
         self._integrity = self.transform.keyed_integrity(params.auth_key)
         self._aead = self.transform.cipher.aead

@@ -1,39 +1,27 @@
-"""ESP transform registry: one table per kind (cipher, integrity), combined by key.
+"""ESP cipher suites: the negotiable combinations of the algorithm registry, keyed per SA.
 
-A transform is looked up by what Quick Mode negotiated:
-``(ESP transform id, IPsec authentication algorithm, key length in bits)``.
-
-* ESP transform ids: RFC 2407 §4.4.4 and the IANA "IPsec ESP Transform Identifiers"
-  registry (3 = 3DES, 12 = AES-CBC (RFC 3602), 20 = AES-GCM with 16-byte ICV (RFC 4106)).
-* Authentication algorithm: the IKEv1 SA attribute "Authentication Algorithm"
-  (RFC 2407 §4.5; 1 = HMAC-MD5, 2 = HMAC-SHA1, 5 = HMAC-SHA2-256 per RFC 4868).
-  AES-GCM is combined mode: no authentication attribute, ``auth_id`` is None.
-
-Each entry knows its sizes and can key itself: ``transform.cipher.keyed(key, salt)``
-and ``transform.integrity.keyed(key)`` give per-SA objects so that key schedules
+A suite is looked up by what Quick Mode negotiated:
+``(ESP transform id, IPsec authentication algorithm, key length in bits)``. The facts
+(numbers, sizes, primitives) are rows of ``responder.ikev1.algorithms``; this module only
+adds what the data path does with them: per-SA keyed objects, so that key schedules
 (HMAC inner/outer pads, the AES-GCM context) are computed once per SA, not per packet.
+``suite.keyed_cipher(key, salt)`` wraps the row's primitive by its
+:class:`~responder.ikev1.algorithms.CipherMode`; ``suite.keyed_integrity(key)`` is the
+row's HMAC truncated to its ICV size (RFC 2404, RFC 4868).
+
+AES-GCM is combined mode: no authentication attribute, ``auth_id`` is None.
 """
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from itertools import product
 from typing import Callable, Mapping, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-# RFC 2407 §4.4.4 / IANA ESP transform identifiers.
-ESP_3DES = 3
-ESP_AES_CBC = 12
-ESP_AES_GCM_16 = 20
-
-# RFC 2407 §4.5 "Authentication Algorithm" attribute values (IKEv1 phase 2).
-AUTH_HMAC_MD5 = 1
-AUTH_HMAC_SHA1 = 2
-AUTH_HMAC_SHA2_256 = 5
+from responder.ikev1.algorithms import ESP_CIPHERS, CipherEntry, CipherMode, HashEntry, esp_suites
 
 
 class IntegrityCheckFailed(Exception):
@@ -77,7 +65,7 @@ class _CbcCipher:
 
     __slots__ = ("_algorithm", "_block_size", "_stream_encryptor", "_stream_decryptor")
 
-    def __init__(self, algorithm: algorithms.AES | TripleDES) -> None:
+    def __init__(self, algorithm: BlockCipherAlgorithm) -> None:
         self._algorithm = algorithm
         self._block_size = algorithm.block_size // 8
         zero_iv = bytes(self._block_size)
@@ -109,8 +97,8 @@ class _GcmCipher:
 
     __slots__ = ("_aead", "_salt")
 
-    def __init__(self, key: bytes, salt: bytes) -> None:
-        self._aead = AESGCM(key)
+    def __init__(self, aead: AESGCM, salt: bytes) -> None:
+        self._aead = aead
         self._salt = salt
 
     def encrypt(self, iv: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -123,54 +111,18 @@ class _GcmCipher:
             raise IntegrityCheckFailed("AES-GCM tag does not verify") from None
 
 
-def _aes_cbc(key: bytes, salt: bytes) -> KeyedCipher:
-    return _CbcCipher(algorithms.AES(key))
+def _keyed_cbc(cipher: CipherEntry, key: bytes, salt: bytes) -> KeyedCipher:
+    return _CbcCipher(cipher.primitive.load()(key))
 
 
-def _3des_cbc(key: bytes, salt: bytes) -> KeyedCipher:
-    return _CbcCipher(TripleDES(key))
+def _keyed_gcm(cipher: CipherEntry, key: bytes, salt: bytes) -> KeyedCipher:
+    return _GcmCipher(cipher.primitive.load()(key), salt)
 
 
-def _aes_gcm(key: bytes, salt: bytes) -> KeyedCipher:
-    return _GcmCipher(key, salt)
-
-
-@dataclass(frozen=True)
-class CipherAlgorithm:
-    """Sizes are in bytes. ``icv_size`` is non-zero only for combined-mode (AEAD) ciphers."""
-
-    transform_id: int
-    name: str
-    key_bits: tuple[int, ...]
-    block_size: int
-    iv_size: int
-    salt_size: int
-    icv_size: int
-    factory: Callable[[bytes, bytes], KeyedCipher]
-
-    @property
-    def aead(self) -> bool:
-        return self.icv_size > 0
-
-    def keyed(self, key: bytes, salt: bytes = b"") -> KeyedCipher:
-        if len(key) * 8 not in self.key_bits:
-            raise ValueError(f"{self.name}: a {len(key) * 8}-bit key is not one of {self.key_bits}")
-        if len(salt) != self.salt_size:
-            raise ValueError(f"{self.name}: salt must be {self.salt_size} bytes, not {len(salt)}")
-        return self.factory(key, salt)
-
-
-CIPHERS: Mapping[int, CipherAlgorithm] = {
-    c.transform_id: c
-    for c in (
-        # RFC 2451: 3DES-CBC, 64-bit block and explicit IV, 192-bit key (with parity bits).
-        CipherAlgorithm(ESP_3DES, "3DES-CBC", (192,), 8, 8, 0, 0, _3des_cbc),
-        # RFC 3602: AES-CBC, 128-bit block, 16-byte explicit IV.
-        CipherAlgorithm(ESP_AES_CBC, "AES-CBC", (128, 192, 256), 16, 16, 0, 0, _aes_cbc),
-        # RFC 4106 §3: GCM is a stream mode; ESP still aligns to 4 bytes (§3.2), 8-byte IV,
-        # §8.1: KEYMAT supplies key | 4-byte salt, §6: 16-byte ICV for transform 20.
-        CipherAlgorithm(ESP_AES_GCM_16, "AES-GCM-16", (128, 192, 256), 4, 8, 4, 16, _aes_gcm),
-    )
+#: The data-path factory of each cipher mode of the registry.
+KEYED_CIPHER_FACTORIES: Mapping[CipherMode, Callable[[CipherEntry, bytes, bytes], KeyedCipher]] = {
+    CipherMode.CBC: _keyed_cbc,
+    CipherMode.GCM: _keyed_gcm,
 }
 
 
@@ -198,32 +150,8 @@ class KeyedIntegrity:
             raise IntegrityCheckFailed("HMAC does not verify")
 
 
-@dataclass(frozen=True)
-class IntegrityAlgorithm:
-    auth_id: int
-    name: str
-    key_size: int  # bytes
-    icv_size: int  # bytes: the truncated HMAC
-    digest: str  # hashlib name
-
-    def keyed(self, key: bytes) -> KeyedIntegrity:
-        if len(key) != self.key_size:
-            raise ValueError(f"{self.name}: key must be {self.key_size} bytes, not {len(key)}")
-        return KeyedIntegrity(key, self.digest, self.icv_size)
-
-
-INTEGRITY: Mapping[int, IntegrityAlgorithm] = {
-    i.auth_id: i
-    for i in (
-        IntegrityAlgorithm(AUTH_HMAC_MD5, "HMAC-MD5-96", 16, 12, "md5"),  # RFC 2403
-        IntegrityAlgorithm(AUTH_HMAC_SHA1, "HMAC-SHA1-96", 20, 12, "sha1"),  # RFC 2404
-        IntegrityAlgorithm(AUTH_HMAC_SHA2_256, "HMAC-SHA2-256-128", 32, 16, "sha256"),  # RFC 4868
-    )
-}
-
-
 # ---------------------------------------------------------------------------------------
-# Transforms: the combinations that are offered
+# Suites: the combinations that can be negotiated
 
 
 class TransformKey(NamedTuple):
@@ -233,24 +161,28 @@ class TransformKey(NamedTuple):
 
 
 @dataclass(frozen=True)
-class EspTransform:
-    """One negotiable ESP transform with every size the packet codec needs."""
+class EspCipherSuite:
+    """One negotiable ESP combination with every size the packet codec needs."""
 
-    cipher: CipherAlgorithm
-    integrity: IntegrityAlgorithm | None
+    cipher: CipherEntry
+    integrity: HashEntry | None
     key_bits: int
 
     @property
     def key(self) -> TransformKey:
-        return TransformKey(self.cipher.transform_id, self.auth_id, self.key_bits)
+        return TransformKey(self.enc_id, self.auth_id, self.key_bits)
+
+    @property
+    def enc_id(self) -> int:
+        return self.cipher.esp_transform_id  # type: ignore[return-value]
 
     @property
     def auth_id(self) -> int | None:
-        return self.integrity.auth_id if self.integrity else None
+        return self.integrity.esp_auth_id if self.integrity else None
 
     @property
     def name(self) -> str:
-        suffix = f"+{self.integrity.name}" if self.integrity else ""
+        suffix = f"+{self.integrity.esp_name}" if self.integrity else ""
         return f"{self.cipher.name}-{self.key_bits}{suffix}"
 
     @property
@@ -280,10 +212,12 @@ class EspTransform:
         return self.cipher.icv_size if self.cipher.aead else self.integrity.icv_size  # type: ignore[union-attr]
 
     def keyed_cipher(self, enc_key: bytes, salt: bytes) -> KeyedCipher:
-        """The cipher for one SA; the key must have exactly this transform's length."""
+        """The cipher for one SA; key and salt must have exactly this suite's lengths."""
         if len(enc_key) != self.enc_key_size:
             raise ValueError(f"{self.name}: encryption key must be {self.enc_key_size} bytes, not {len(enc_key)}")
-        return self.cipher.keyed(enc_key, salt)
+        if len(salt) != self.salt_size:
+            raise ValueError(f"{self.name}: salt must be {self.salt_size} bytes, not {len(salt)}")
+        return KEYED_CIPHER_FACTORIES[self.cipher.mode](self.cipher, enc_key, salt)
 
     def keyed_integrity(self, auth_key: bytes) -> KeyedIntegrity | None:
         """The HMAC for one SA, or None for combined-mode ciphers (which take no key)."""
@@ -291,37 +225,38 @@ class EspTransform:
             if auth_key:
                 raise ValueError(f"{self.name} is combined mode and takes no integrity key")
             return None
-        return self.integrity.keyed(auth_key)
+        return keyed_hmac(self.integrity, auth_key)
 
 
-def _build_registry() -> dict[TransformKey, EspTransform]:
-    cbc_ciphers = (CIPHERS[ESP_3DES], CIPHERS[ESP_AES_CBC])
-    registry: dict[TransformKey, EspTransform] = {}
-    for cipher, integrity in product(cbc_ciphers, INTEGRITY.values()):
-        for key_bits in cipher.key_bits:
-            transform = EspTransform(cipher, integrity, key_bits)
-            registry[transform.key] = transform
-    gcm = CIPHERS[ESP_AES_GCM_16]
-    for key_bits in gcm.key_bits:
-        transform = EspTransform(gcm, None, key_bits)
-        registry[transform.key] = transform
-    return registry
+#: Former name of :class:`EspCipherSuite`, for importers that still use it.
+EspTransform = EspCipherSuite
 
 
-TRANSFORMS: Mapping[TransformKey, EspTransform] = _build_registry()
+def keyed_hmac(integrity: HashEntry, key: bytes) -> KeyedIntegrity:
+    """The truncated HMAC of ``integrity`` bound to one SA's key."""
+    if len(key) != integrity.key_size:
+        raise ValueError(f"{integrity.esp_name}: key must be {integrity.key_size} bytes, not {len(key)}")
+    return KeyedIntegrity(key, integrity.hashlib_name, integrity.icv_size)
+
+
+TRANSFORMS: Mapping[TransformKey, EspCipherSuite] = {
+    suite.key: suite
+    for suite in (EspCipherSuite(cipher, integrity, key_bits)
+                  for cipher, key_bits, integrity in esp_suites())
+}
 
 
 class UnsupportedTransform(LookupError):
     """No registry entry for the negotiated combination."""
 
 
-def lookup_transform(enc_id: int, auth_id: int | None, key_bits: int | None = None) -> EspTransform:
-    """The transform for a negotiated combination.
+def lookup_transform(enc_id: int, auth_id: int | None, key_bits: int | None = None) -> EspCipherSuite:
+    """The suite for a negotiated combination.
 
     ``key_bits`` may be None for ciphers with a single key size (3DES: the Key Length
     attribute is not sent for it). ``auth_id`` 0 is treated as "none" (combined mode).
     """
-    cipher = CIPHERS.get(enc_id)
+    cipher = ESP_CIPHERS.get(enc_id)
     if cipher is None:
         raise UnsupportedTransform(f"ESP transform id {enc_id} is not supported")
     if key_bits is None:

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 from scapy.layers.inet import ICMP, IP
 
 from responder.esp import EspSAParams, InboundSA, OutboundSA
-from responder.esp.transforms import EspTransform
+from responder.esp.transforms import EspCipherSuite
 
 SUBSCRIBER = IPv4Address("10.99.0.7")
 SERVER = IPv4Address("192.168.50.10")
@@ -24,7 +24,7 @@ def counting_rng():
     return rng
 
 
-def key_material(transform: EspTransform, seed: int = 1) -> tuple[bytes, bytes, bytes]:
+def key_material(transform: EspCipherSuite, seed: int = 1) -> tuple[bytes, bytes, bytes]:
     def filled(size: int, offset: int) -> bytes:
         return bytes((seed * 31 + offset + i) & 0xFF for i in range(size))
 
@@ -32,16 +32,16 @@ def key_material(transform: EspTransform, seed: int = 1) -> tuple[bytes, bytes, 
             filled(transform.salt_size, 200))
 
 
-def params_for(transform: EspTransform, *, spi: int = SPI, **overrides) -> EspSAParams:
+def params_for(transform: EspCipherSuite, *, spi: int = SPI, **overrides) -> EspSAParams:
     enc_key, auth_key, salt = key_material(transform)
-    values = dict(spi=spi, enc_id=transform.cipher.transform_id, auth_id=transform.auth_id,
+    values = dict(spi=spi, enc_id=transform.enc_id, auth_id=transform.auth_id,
                   key_bits=transform.key_bits, enc_key=enc_key, auth_key=auth_key, salt=salt,
                   encap_udp=True)
     values.update(overrides)
     return EspSAParams(**values)
 
 
-def sa_pair(transform: EspTransform, *, now: float = 0.0, allowed_source=None, **overrides):
+def sa_pair(transform: EspCipherSuite, *, now: float = 0.0, allowed_source=None, **overrides):
     params = params_for(transform, **overrides)
     outbound = OutboundSA(params, now=now, rng=counting_rng())
     inbound = InboundSA(params, now=now, allowed_inner_source=allowed_source)

@@ -8,14 +8,13 @@ import hmac as std_hmac
 
 import pytest
 
+from responder.ikev1.algorithms import ESP_CIPHERS, ESP_INTEGRITY
 from responder.ikev1.crypto import (
-    ESP_ENCRYPTION,
-    ESP_INTEGRITY,
     AuthenticationFailed,
-    EspTransform,
     InvalidHash,
     IVStore,
     MessageCipher,
+    NegotiatedEspTransform,
     Phase1Keys,
     UnsupportedAlgorithm,
     cipher_algorithm,
@@ -220,7 +219,7 @@ ESP_CASES = [
 
 @pytest.mark.parametrize("transform_id,key_bits,auth,sizes", ESP_CASES)
 def test_esp_keys_cut_from_keymat(transform_id, key_bits, auth, sizes) -> None:
-    transform = EspTransform.from_attributes(transform_id, key_length_bits=key_bits, auth_algorithm=auth)
+    transform = NegotiatedEspTransform.from_attributes(transform_id, key_length_bits=key_bits, auth_algorithm=auth)
     assert transform.keymat_length == sum(sizes)
     child = derive_esp_keys(hash_algorithm(2), b"d" * 20, transform, inbound_spi=b"\x00\x00\x00\x01",
                             outbound_spi=b"\x00\x00\x00\x02", ni_b=NI, nr_b=NR)
@@ -234,7 +233,7 @@ def test_esp_keys_cut_from_keymat(transform_id, key_bits, auth, sizes) -> None:
 
 
 def test_esp_tables() -> None:
-    assert {i: e.name for i, e in ESP_ENCRYPTION.items()} == {3: "3DES-CBC", 12: "AES-CBC", 20: "AES-GCM-16"}
+    assert {i: e.name for i, e in ESP_CIPHERS.items()} == {3: "3DES-CBC", 12: "AES-CBC", 20: "AES-GCM-16"}
     assert {i: (a.key_size, a.icv_size) for i, a in ESP_INTEGRITY.items()} == {
         1: (16, 12), 2: (20, 12), 5: (32, 16), 6: (48, 24), 7: (64, 32)}
 
@@ -250,4 +249,4 @@ def test_esp_tables() -> None:
 ])
 def test_esp_transforms_we_do_not_support(transform_id, key_bits, auth) -> None:
     with pytest.raises(UnsupportedAlgorithm):
-        EspTransform.from_attributes(transform_id, key_length_bits=key_bits, auth_algorithm=auth)
+        NegotiatedEspTransform.from_attributes(transform_id, key_length_bits=key_bits, auth_algorithm=auth)

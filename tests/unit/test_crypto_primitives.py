@@ -10,7 +10,7 @@ import pytest
 from responder.ikev1.crypto import (
     CIPHER_ALGORITHMS,
     HASH_ALGORITHMS,
-    PayloadMalformed,
+    CiphertextMalformed,
     UnsupportedAlgorithm,
     appendix_b_expand,
     cipher_algorithm,
@@ -150,7 +150,7 @@ def test_ciphertext_not_a_block_multiple_is_payload_malformed(number: int) -> No
     cipher = cipher_algorithm(number)
     key, iv = bytes(cipher.key_sizes[-1]), bytes(cipher.block_size)
     for length in (0, 1, cipher.block_size - 1, cipher.block_size + 3):
-        with pytest.raises(PayloadMalformed) as err:
+        with pytest.raises(CiphertextMalformed) as err:
             cipher.decrypt(key, iv, bytes(length))
         assert err.value.notify == 16
 

@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from responder.ikev1.crypto import (
     AuthenticationFailed,
-    EspTransform,
     InvalidHash,
     IVStore,
     MessageCipher,
+    NegotiatedEspTransform,
     Phase1Keys,
     cipher_algorithm,
     derive_esp_keys,
@@ -361,7 +361,7 @@ def _vpnc_child_sa(vpnc: Capture):
         return sa_body[8 + 8 : 8 + 12]
     gateway_spi = spi(first(qm2.payloads, SA).body)
     client_spi = spi(first(qm1.payloads, SA).body)
-    transform = EspTransform.from_attributes(12, key_length_bits=256, auth_algorithm=2)
+    transform = NegotiatedEspTransform.from_attributes(12, key_length_bits=256, auth_algorithm=2)
     # from the gateway's (responder's) point of view
     return derive_esp_keys(
         vpnc.prf, keys.skeyid_d, transform, inbound_spi=gateway_spi, outbound_spi=client_spi,

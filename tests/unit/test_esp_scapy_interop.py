@@ -12,7 +12,8 @@ from responder.esp import TRANSFORMS, DropReason, EspDrop
 from .esp_helpers import SERVER, SPI, SUBSCRIBER, flip_bit, icmp_echo, key_material, sa_pair
 
 SCAPY_CIPHER = {3: "3DES", 12: "AES-CBC", 20: "AES-GCM"}
-SCAPY_AUTH = {None: "NULL", 1: "HMAC-MD5-96", 2: "HMAC-SHA1-96", 5: "SHA2-256-128"}
+SCAPY_AUTH = {None: "NULL", 1: "HMAC-MD5-96", 2: "HMAC-SHA1-96", 5: "SHA2-256-128", 6: "SHA2-384-192",
+              7: "SHA2-512-256"}
 ALL = list(TRANSFORMS.values())
 OUTER = dict(src="198.51.100.1", dst="203.0.113.5")
 
@@ -21,7 +22,7 @@ def scapy_sa(transform):
     enc_key, auth_key, salt = key_material(transform)
     return SecurityAssociation(
         ESP, spi=SPI, seq_num=1,
-        crypt_algo=SCAPY_CIPHER[transform.cipher.transform_id],
+        crypt_algo=SCAPY_CIPHER[transform.enc_id],
         crypt_key=enc_key + salt,  # scapy takes the GCM salt appended to the key
         auth_algo=SCAPY_AUTH[transform.auth_id],
         auth_key=auth_key or None,

@@ -1,11 +1,13 @@
 """IKEv1 crypto layer: pure functions and small classes, bytes in, bytes out.
 
-Registries keyed by the IANA numbers an IKEv1 SA / transform carries:
+Implementations keyed by the IANA numbers an IKEv1 SA / transform carries; which
+algorithms exist, with their numbers and sizes, is the algorithm registry
+(``responder.ikev1.algorithms``), read by the first two and by Quick Mode keying:
 
-* :data:`HASH_ALGORITHMS` / :func:`hash_algorithm` - hash and HMAC PRF
+* :data:`HASH_ALGORITHMS` / :func:`hash_algorithm` - hash and HMAC PRF (:class:`HashFunction`)
 * :data:`CIPHER_ALGORITHMS` / :func:`cipher_algorithm` - phase 1 CBC ciphers
 * :data:`DH_GROUPS` / :func:`dh_group` - MODP 1, 2, 5, 14, 15, 16, ECP 19, 20
-* :data:`ESP_ENCRYPTION`, :data:`ESP_INTEGRITY` - what Quick Mode KEYMAT feeds
+* :class:`NegotiatedEspTransform` - what Quick Mode KEYMAT feeds
 
 Phase 1: :class:`Phase1Keys` (SKEYID*, cipher key, HASH_I/HASH_R).
 IVs and bodies: :class:`IVStore`, :class:`MessageCipher`.
@@ -16,10 +18,10 @@ from .cipher import CIPHER_ALGORITHMS, CipherAlgorithm, cipher_algorithm, pad
 from .dh import DH_GROUPS, DHGroup, DHKeyPair, EcpGroup, ModpGroup, Rng, dh_group
 from .errors import (
     AuthenticationFailed,
+    CiphertextMalformed,
     CryptoError,
     InvalidHash,
     InvalidKeyInformation,
-    PayloadMalformed,
     UnsupportedAlgorithm,
 )
 from .export import wireshark_ikev1_decryption_line
@@ -33,13 +35,11 @@ from .phase1 import (
     skeyid_pre_shared_key,
 )
 from .phase2 import (
-    ESP_ENCRYPTION,
-    ESP_INTEGRITY,
     PROTO_IPSEC_AH,
     PROTO_IPSEC_ESP,
     ChildSaKeys,
     EspKeys,
-    EspTransform,
+    NegotiatedEspTransform,
     derive_esp_keys,
     informational_hash,
     keymat,
@@ -48,33 +48,31 @@ from .phase2 import (
     quick_mode_hash3,
     verify_hash,
 )
-from .prf import HASH_ALGORITHMS, HashAlgorithm, appendix_b_expand, hash_algorithm, prf_plus
+from .prf import HASH_ALGORITHMS, HashFunction, appendix_b_expand, hash_algorithm, prf_plus
 
 __all__ = [
     "AuthenticationFailed",
     "CIPHER_ALGORITHMS",
     "ChildSaKeys",
     "CipherAlgorithm",
+    "CiphertextMalformed",
     "CryptoError",
     "DHGroup",
     "DHKeyPair",
     "DH_GROUPS",
-    "ESP_ENCRYPTION",
-    "ESP_INTEGRITY",
     "EcpGroup",
     "EspKeys",
-    "EspTransform",
     "HASH_ALGORITHMS",
-    "HashAlgorithm",
+    "HashFunction",
     "IVStore",
     "InvalidHash",
     "InvalidKeyInformation",
     "MessageCipher",
     "ModpGroup",
+    "NegotiatedEspTransform",
     "PHASE1_MESSAGE_ID",
     "PROTO_IPSEC_AH",
     "PROTO_IPSEC_ESP",
-    "PayloadMalformed",
     "Phase1Keys",
     "Rng",
     "UnsupportedAlgorithm",

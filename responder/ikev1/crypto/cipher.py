@@ -1,8 +1,10 @@
-"""Phase 1 encryption registry keyed by the IKEv1 Encryption Algorithm number.
+"""Phase 1 encryption keyed by the IKEv1 Encryption Algorithm number.
 
-RFC 2409 Appendix A "Encryption Algorithm" class (attribute 1): 5 3DES-CBC
-(RFC 2451, 24-byte key, 8-byte block); 7 AES-CBC (RFC 3602 section 5.3: the Key
-Length attribute (14) MUST be sent; 128, 192 or 256 bits; 16-byte block).
+The ciphers are the rows of the algorithm registry (``responder.ikev1.algorithms``)
+that have a phase 1 number: RFC 2409 Appendix A "Encryption Algorithm" class
+(attribute 1): 5 3DES-CBC (RFC 2451, 24-byte key, 8-byte block); 7 AES-CBC (RFC 3602
+section 5.3: the Key Length attribute (14) MUST be sent; 128, 192 or 256 bits;
+16-byte block).
 The ISAKMP message body is encrypted in CBC mode without any padding scheme of
 the cipher itself: the exchange pads to the block size (:func:`pad`) and the
 receiver finds the end of the payload chain from the payload lengths.
@@ -12,14 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, modes
 
-try:  # cryptography >= 43 keeps 3DES among the "decrepit" algorithms
-    from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-except ImportError:  # pragma: no cover - older cryptography
-    TripleDES = algorithms.TripleDES  # type: ignore[attr-defined,misc]
-
-from .errors import PayloadMalformed, UnsupportedAlgorithm
+from ..algorithms import IKE_CIPHERS, CipherEntry
+from .errors import CiphertextMalformed, UnsupportedAlgorithm
 
 
 @dataclass(frozen=True)
@@ -33,6 +31,14 @@ class CipherAlgorithm:
     # None: the Key Length attribute is required (AES); else the fixed key size.
     fixed_key_size: int | None
     _factory: Callable[[bytes], BlockCipherAlgorithm]
+
+    @classmethod
+    def from_entry(cls, entry: CipherEntry) -> "CipherAlgorithm":
+        """The phase 1 view of a registry row (sizes in bytes)."""
+        key_sizes = tuple(bits // 8 for bits in entry.key_bits)
+        fixed_key_size = None if entry.key_length_attribute else key_sizes[0]
+        return cls(int(entry.ike_number), entry.name, entry.block_size, key_sizes,  # type: ignore[arg-type]
+                   fixed_key_size, entry.primitive.load())
 
     def key_size(self, key_length_bits: int | None = None) -> int:
         """Key size in bytes for a transform's Key Length attribute (in bits)."""
@@ -60,7 +66,7 @@ class CipherAlgorithm:
         """
         self._check_key_iv(key, iv)
         if not ciphertext or len(ciphertext) % self.block_size:
-            raise PayloadMalformed(
+            raise CiphertextMalformed(
                 f"{len(ciphertext)} encrypted bytes are not a multiple of the {self.name} block size"
             )
         decryptor = Cipher(self._factory(key), modes.CBC(iv)).decryptor()
@@ -75,11 +81,7 @@ class CipherAlgorithm:
 
 
 CIPHER_ALGORITHMS: Mapping[int, CipherAlgorithm] = {
-    c.number: c
-    for c in (
-        CipherAlgorithm(5, "3DES-CBC", 8, (24,), 24, TripleDES),
-        CipherAlgorithm(7, "AES-CBC", 16, (16, 24, 32), None, algorithms.AES),
-    )
+    number: CipherAlgorithm.from_entry(entry) for number, entry in IKE_CIPHERS.items()
 }
 
 

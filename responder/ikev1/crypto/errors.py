@@ -49,10 +49,18 @@ class InvalidKeyInformation(CryptoError, RemoteProtocolError):
     notify = INVALID_KEY_INFORMATION
 
 
-class PayloadMalformed(CryptoError, RemoteProtocolError):
-    """Encrypted data that cannot be decrypted (length not a block multiple)."""
+class CiphertextMalformed(CryptoError, RemoteProtocolError):
+    """Encrypted data that cannot be decrypted (length not a block multiple).
+
+    Distinct from the codec's ``responder.ikev1.errors.PayloadMalformed`` (a length
+    field that is impossible); both are answered with PAYLOAD-MALFORMED.
+    """
 
     notify = PAYLOAD_MALFORMED
+
+
+#: Former name of :class:`CiphertextMalformed`, for importers that still use it.
+PayloadMalformed = CiphertextMalformed
 
 
 class InvalidHash(CryptoError, RemoteProtocolError):

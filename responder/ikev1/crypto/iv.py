@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from .cipher import CipherAlgorithm, pad
-from .prf import HashAlgorithm
+from .prf import HashFunction
 
 PHASE1_MESSAGE_ID = 0
 
@@ -44,7 +44,7 @@ class IVStore:
 
     def __init__(
         self,
-        prf: HashAlgorithm,
+        prf: HashFunction,
         block_size: int,
         initial_phase1_iv: bytes,
         *,

@@ -13,15 +13,15 @@ from dataclasses import dataclass, field
 
 from .cipher import CipherAlgorithm
 from .errors import AuthenticationFailed
-from .prf import HashAlgorithm, appendix_b_expand
+from .prf import HashFunction, appendix_b_expand
 
 
-def skeyid_pre_shared_key(prf: HashAlgorithm, psk: bytes, ni_b: bytes, nr_b: bytes) -> bytes:
+def skeyid_pre_shared_key(prf: HashFunction, psk: bytes, ni_b: bytes, nr_b: bytes) -> bytes:
     """SKEYID = prf(pre-shared-key, Ni_b | Nr_b)  (RFC 2409 section 5)."""
     return prf.prf(psk, ni_b + nr_b)
 
 
-def encryption_key_from_skeyid_e(prf: HashAlgorithm, skeyid_e: bytes, key_size: int) -> bytes:
+def encryption_key_from_skeyid_e(prf: HashFunction, skeyid_e: bytes, key_size: int) -> bytes:
     """The phase 1 cipher key (RFC 2409 Appendix B).
 
     The first ``key_size`` bytes of SKEYID_e, or, when SKEYID_e is shorter (e.g.
@@ -32,13 +32,13 @@ def encryption_key_from_skeyid_e(prf: HashAlgorithm, skeyid_e: bytes, key_size: 
     return appendix_b_expand(prf.prf, skeyid_e, key_size)
 
 
-def initial_phase1_iv(prf: HashAlgorithm, block_size: int, g_xi: bytes, g_xr: bytes) -> bytes:
+def initial_phase1_iv(prf: HashFunction, block_size: int, g_xi: bytes, g_xr: bytes) -> bytes:
     """IV of the first encrypted phase 1 message: hash(g^xi | g^xr), truncated (App. B)."""
     return prf.hash(g_xi + g_xr)[:block_size]
 
 
 def hash_i(
-    prf: HashAlgorithm,
+    prf: HashFunction,
     skeyid: bytes,
     *,
     g_xi: bytes,
@@ -53,7 +53,7 @@ def hash_i(
 
 
 def hash_r(
-    prf: HashAlgorithm,
+    prf: HashFunction,
     skeyid: bytes,
     *,
     g_xi: bytes,
@@ -75,7 +75,7 @@ class Phase1Keys:
     negotiated encryption algorithm; secrets are kept out of ``repr``.
     """
 
-    prf: HashAlgorithm
+    prf: HashFunction
     cipher: CipherAlgorithm
     cky_i: bytes
     cky_r: bytes
@@ -89,7 +89,7 @@ class Phase1Keys:
     def derive(
         cls,
         *,
-        prf: HashAlgorithm,
+        prf: HashFunction,
         cipher: CipherAlgorithm,
         key_size: int,
         skeyid: bytes,
@@ -124,7 +124,7 @@ class Phase1Keys:
     def derive_pre_shared_key(
         cls,
         *,
-        prf: HashAlgorithm,
+        prf: HashFunction,
         cipher: CipherAlgorithm,
         key_size: int,
         psk: bytes,

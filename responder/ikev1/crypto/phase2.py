@@ -10,35 +10,35 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Mapping
 
+from ..algorithms import ESP_CIPHERS, ESP_INTEGRITY, CipherEntry, HashEntry
 from .errors import InvalidHash, UnsupportedAlgorithm
 from .iv import message_id_bytes
-from .prf import HashAlgorithm, prf_plus
+from .prf import HashFunction, prf_plus
 
 # RFC 2407 section 4.4.1 Protocol IDs; KEYMAT mixes in the one-octet value.
 PROTO_IPSEC_AH = 2
 PROTO_IPSEC_ESP = 3
 
 
-def quick_mode_hash1(prf: HashAlgorithm, skeyid_a: bytes, message_id: int, payloads_after_hash: bytes) -> bytes:
+def quick_mode_hash1(prf: HashFunction, skeyid_a: bytes, message_id: int, payloads_after_hash: bytes) -> bytes:
     """HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [| KE] [| IDci | IDcr])."""
     return prf.prf(skeyid_a, message_id_bytes(message_id) + payloads_after_hash)
 
 
 def quick_mode_hash2(
-    prf: HashAlgorithm, skeyid_a: bytes, message_id: int, ni_b: bytes, payloads_after_hash: bytes
+    prf: HashFunction, skeyid_a: bytes, message_id: int, ni_b: bytes, payloads_after_hash: bytes
 ) -> bytes:
     """HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [| KE] [| IDci | IDcr])."""
     return prf.prf(skeyid_a, message_id_bytes(message_id) + ni_b + payloads_after_hash)
 
 
-def quick_mode_hash3(prf: HashAlgorithm, skeyid_a: bytes, message_id: int, ni_b: bytes, nr_b: bytes) -> bytes:
+def quick_mode_hash3(prf: HashFunction, skeyid_a: bytes, message_id: int, ni_b: bytes, nr_b: bytes) -> bytes:
     """HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)  (0 is one octet)."""
     return prf.prf(skeyid_a, b"\x00" + message_id_bytes(message_id) + ni_b + nr_b)
 
 
-def informational_hash(prf: HashAlgorithm, skeyid_a: bytes, message_id: int, payloads_after_hash: bytes) -> bytes:
+def informational_hash(prf: HashFunction, skeyid_a: bytes, message_id: int, payloads_after_hash: bytes) -> bytes:
     """HASH(1) of Informational and Transaction: prf(SKEYID_a, M-ID | N/D or ATTR)."""
     return prf.prf(skeyid_a, message_id_bytes(message_id) + payloads_after_hash)
 
@@ -50,7 +50,7 @@ def verify_hash(expected: bytes, received: bytes, what: str = "HASH") -> None:
 
 
 def keymat(
-    prf: HashAlgorithm,
+    prf: HashFunction,
     skeyid_d: bytes,
     *,
     protocol: int,
@@ -73,49 +73,6 @@ def keymat(
 
 
 @dataclass(frozen=True)
-class EspEncryption:
-    """An ESP transform ID (RFC 2407 section 4.4.4, IANA "IPsec ESP Transform Identifiers")."""
-
-    transform_id: int
-    name: str
-    key_sizes: tuple[int, ...]  # bytes; the Key Length attribute picks one
-    default_key_size: int | None  # None: Key Length attribute required (AES)
-    salt_size: int = 0  # RFC 4106 section 8.1: 4-byte salt after the AES-GCM key
-    aead: bool = False
-
-
-@dataclass(frozen=True)
-class EspIntegrity:
-    """An IPsec Authentication Algorithm attribute value (RFC 2407 4.5, RFC 4868)."""
-
-    number: int
-    name: str
-    key_size: int
-    icv_size: int
-
-
-ESP_ENCRYPTION: Mapping[int, EspEncryption] = {
-    e.transform_id: e
-    for e in (
-        EspEncryption(3, "3DES-CBC", (24,), 24),
-        EspEncryption(12, "AES-CBC", (16, 24, 32), None),
-        EspEncryption(20, "AES-GCM-16", (16, 24, 32), None, salt_size=4, aead=True),
-    )
-}
-
-ESP_INTEGRITY: Mapping[int, EspIntegrity] = {
-    i.number: i
-    for i in (
-        EspIntegrity(1, "HMAC-MD5-96", 16, 12),
-        EspIntegrity(2, "HMAC-SHA1-96", 20, 12),
-        EspIntegrity(5, "HMAC-SHA2-256-128", 32, 16),
-        EspIntegrity(6, "HMAC-SHA2-384-192", 48, 24),
-        EspIntegrity(7, "HMAC-SHA2-512-256", 64, 32),
-    )
-}
-
-
-@dataclass(frozen=True)
 class EspKeys:
     """Keys of one ESP SA, in the order they are cut from KEYMAT."""
 
@@ -126,33 +83,36 @@ class EspKeys:
 
 
 @dataclass(frozen=True)
-class EspTransform:
-    """The negotiated ESP transform: what to cut out of KEYMAT."""
+class NegotiatedEspTransform:
+    """The ESP transform Quick Mode agreed on, as keying sees it: what to cut out of KEYMAT.
 
-    encryption: EspEncryption
-    encryption_key_size: int
-    integrity: EspIntegrity | None
+    ``cipher`` and ``integrity`` are rows of the algorithm registry; the data path
+    builds its own per-SA objects from the same rows (``responder.esp.transforms``).
+    """
+
+    cipher: CipherEntry
+    encryption_key_size: int  # bytes
+    integrity: HashEntry | None
 
     @classmethod
     def from_attributes(
         cls, transform_id: int, *, key_length_bits: int | None = None, auth_algorithm: int | None = None
-    ) -> "EspTransform":
-        try:
-            encryption = ESP_ENCRYPTION[transform_id]
-        except KeyError:
-            raise UnsupportedAlgorithm(f"ESP transform {transform_id} not supported") from None
-        integrity = _esp_integrity(encryption, auth_algorithm)
-        return cls(encryption, _esp_key_size(encryption, key_length_bits), integrity)
+    ) -> "NegotiatedEspTransform":
+        cipher = ESP_CIPHERS.get(transform_id)
+        if cipher is None:
+            raise UnsupportedAlgorithm(f"ESP transform {transform_id} not supported")
+        integrity = _esp_integrity(cipher, auth_algorithm)
+        return cls(cipher, _esp_key_size(cipher, key_length_bits), integrity)
 
     @property
     def keymat_length(self) -> int:
         integrity_size = self.integrity.key_size if self.integrity else 0
-        return self.encryption_key_size + self.encryption.salt_size + integrity_size
+        return self.encryption_key_size + self.cipher.salt_size + integrity_size
 
     def split(self, spi: bytes, material: bytes) -> EspKeys:
         """Encryption key, then salt (GCM), then integrity key - as the kernel expects."""
         enc_end = self.encryption_key_size
-        salt_end = enc_end + self.encryption.salt_size
+        salt_end = enc_end + self.cipher.salt_size
         return EspKeys(
             spi=spi,
             encryption_key=material[:enc_end],
@@ -161,27 +121,31 @@ class EspTransform:
         )
 
 
-def _esp_integrity(encryption: EspEncryption, auth_algorithm: int | None) -> EspIntegrity | None:
-    if encryption.aead:
+#: Former name of :class:`NegotiatedEspTransform`, for importers that still use it.
+EspTransform = NegotiatedEspTransform
+
+
+def _esp_integrity(cipher: CipherEntry, auth_algorithm: int | None) -> HashEntry | None:
+    if cipher.aead:
         if auth_algorithm is not None:
-            raise UnsupportedAlgorithm(f"{encryption.name} takes no Authentication Algorithm")
+            raise UnsupportedAlgorithm(f"{cipher.name} takes no Authentication Algorithm")
         return None
     if auth_algorithm is None:
-        raise UnsupportedAlgorithm(f"{encryption.name} needs an Authentication Algorithm")
-    try:
-        return ESP_INTEGRITY[auth_algorithm]
-    except KeyError:
-        raise UnsupportedAlgorithm(f"IPsec authentication algorithm {auth_algorithm} not supported") from None
+        raise UnsupportedAlgorithm(f"{cipher.name} needs an Authentication Algorithm")
+    integrity = ESP_INTEGRITY.get(auth_algorithm)
+    if integrity is None:
+        raise UnsupportedAlgorithm(f"IPsec authentication algorithm {auth_algorithm} not supported")
+    return integrity
 
 
-def _esp_key_size(encryption: EspEncryption, key_length_bits: int | None) -> int:
-    if key_length_bits is None:
-        if encryption.default_key_size is None:
-            raise UnsupportedAlgorithm(f"{encryption.name} needs a Key Length attribute")
-        return encryption.default_key_size
-    if key_length_bits % 8 or key_length_bits // 8 not in encryption.key_sizes:
-        raise UnsupportedAlgorithm(f"{encryption.name} with a {key_length_bits}-bit key not supported")
-    return key_length_bits // 8
+def _esp_key_size(cipher: CipherEntry, key_length_bits: int | None) -> int:
+    """Key size in bytes; the Key Length attribute is required exactly when the row says so."""
+    if key_length_bits is None and cipher.key_length_attribute:
+        raise UnsupportedAlgorithm(f"{cipher.name} needs a Key Length attribute")
+    key_bits = cipher.key_bits_for(key_length_bits)
+    if key_bits is None:
+        raise UnsupportedAlgorithm(f"{cipher.name} with a {key_length_bits}-bit key not supported")
+    return key_bits // 8
 
 
 @dataclass(frozen=True)
@@ -193,9 +157,9 @@ class ChildSaKeys:
 
 
 def derive_esp_keys(
-    prf: HashAlgorithm,
+    prf: HashFunction,
     skeyid_d: bytes,
-    transform: EspTransform,
+    transform: NegotiatedEspTransform,
     *,
     inbound_spi: bytes,
     outbound_spi: bytes,

@@ -1,10 +1,12 @@
-"""Hash and PRF registry keyed by the IKEv1 Hash Algorithm number.
+"""Hash and PRF keyed by the IKEv1 Hash Algorithm number.
 
-RFC 2409 Appendix A, "Hash Algorithm" class (attribute 2): 1 MD5, 2 SHA,
-3 Tiger (not implemented), 4-6 SHA2-256/384/512 (RFC 4868 section 2.1 numbers,
-IANA "IPSEC Hash Algorithm" registry).  RFC 2409 section 4: when no PRF is
+The hashes are the rows of the algorithm registry (``responder.ikev1.algorithms``)
+with a phase 1 number: RFC 2409 Appendix A, "Hash Algorithm" class (attribute 2):
+1 MD5, 2 SHA, 3 Tiger (not implemented), 4-6 SHA2-256/384/512 (RFC 4868 section 2.1
+numbers, IANA "IPSEC Hash Algorithm" registry).  RFC 2409 section 4: when no PRF is
 negotiated (always, in practice), the PRF is the HMAC version of the negotiated
-hash.
+hash.  :class:`HashFunction` is the implementation; the IANA numbers are the enum
+``responder.ikev1.enums.HashAlgorithm``.
 """
 from __future__ import annotations
 
@@ -14,16 +16,21 @@ from typing import Callable, Mapping
 
 from cryptography.hazmat.primitives import hashes, hmac
 
+from ..algorithms import IKE_HASHES, HashEntry
 from .errors import UnsupportedAlgorithm
 
 
 @dataclass(frozen=True)
-class HashAlgorithm:
+class HashFunction:
     """One negotiable hash: ``prf`` is HMAC with it, ``hash`` the bare digest."""
 
     number: int
     name: str
     _factory: Callable[[], hashes.HashAlgorithm]
+
+    @classmethod
+    def from_entry(cls, entry: HashEntry) -> "HashFunction":
+        return cls(int(entry.ike_number), entry.name, entry.primitive.load())  # type: ignore[arg-type]
 
     @property
     def digest_size(self) -> int:
@@ -44,19 +51,15 @@ class HashAlgorithm:
         return _stdlib_hmac.compare_digest(self.prf(key, data), expected)
 
 
-HASH_ALGORITHMS: Mapping[int, HashAlgorithm] = {
-    h.number: h
-    for h in (
-        HashAlgorithm(1, "MD5", hashes.MD5),
-        HashAlgorithm(2, "SHA1", hashes.SHA1),
-        HashAlgorithm(4, "SHA2-256", hashes.SHA256),
-        HashAlgorithm(5, "SHA2-384", hashes.SHA384),
-        HashAlgorithm(6, "SHA2-512", hashes.SHA512),
-    )
+HASH_ALGORITHMS: Mapping[int, HashFunction] = {
+    number: HashFunction.from_entry(entry) for number, entry in IKE_HASHES.items()
 }
 
+#: Former name of :class:`HashFunction`, for importers that still use it.
+HashAlgorithm = HashFunction
 
-def hash_algorithm(number: int) -> HashAlgorithm:
+
+def hash_algorithm(number: int) -> HashFunction:
     """The registry entry for an IKE hash algorithm number."""
     try:
         return HASH_ALGORITHMS[number]
