@@ -25,10 +25,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Hashable, Literal
 
-from .policy import Limits
+from .enums import ExchangeType
+from .policy import Limits, ResponderPolicy
 
-__all__ = ["AdmissionBook", "Decision", "TokenBucket", "UNPROVEN_STATES", "prefix_of",
-           "unproven"]
+__all__ = ["AdmissionBook", "Decision", "TokenBucket", "UNPROVEN_STATES", "policy_refusal",
+           "prefix_of", "unproven"]
 
 #: (exchange, state) of an SA whose peer has not yet sent message 3
 UNPROVEN_STATES = frozenset({
@@ -64,6 +65,22 @@ class Decision:
 
 
 ADMIT = Decision("admit")
+
+#: exchange type of a message 1 -> (the Phase1Policy switch, drop reason when off)
+_EXCHANGE_SWITCHES = {
+    ExchangeType.IDENTITY_PROTECTION: ("allow_main", "main_disabled"),
+    ExchangeType.AGGRESSIVE: ("allow_aggressive", "aggressive_disabled"),
+}
+
+
+def policy_refusal(policy: ResponderPolicy, exchange_type: int, peer: str) -> Decision | None:
+    """A drop when the exchange is switched off or an IKE policy rule denies the peer."""
+    switch, reason = _EXCHANGE_SWITCHES[exchange_type]
+    if not getattr(policy.phase1, switch):
+        return Decision("drop", reason)
+    if not policy.peer_allowed(peer):
+        return Decision("drop", "policy_denied")
+    return None
 
 
 @dataclass(slots=True)

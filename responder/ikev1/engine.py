@@ -25,7 +25,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
 
-from .admission import AdmissionBook, TokenBucket, unproven
+from .admission import AdmissionBook, TokenBucket, policy_refusal, unproven
 from .enums import ExchangeType, NotifyType, ProtocolId, lookup
 from .errors import CodecError, ProtocolError, RemoteProtocolError
 from .events import Event, ExchangeFailed, Phase1Deleted, Phase2Deleted
@@ -477,17 +477,7 @@ class Responder:
 
     def _new_sa(self, header, local: Address, remote: Address, now: float) -> IkeSa | None:
         limits = self.policy.limits
-        if header.exchange_type == ExchangeType.AGGRESSIVE and not self.policy.phase1.allow_aggressive:
-            self._drop("aggressive_disabled", remote)
-            return None
-        if header.exchange_type == ExchangeType.IDENTITY_PROTECTION and not self.policy.phase1.allow_main:
-            self._drop("main_disabled", remote)
-            return None
-        if not self.policy.peer_allowed(remote[0]):
-            self._drop("policy_denied", remote)
-            log.info("IKE policy rule denies phase 1 from %s", remote[0])
-            return None
-        if not self._admit(remote, now):
+        if not self._admit(header.exchange_type, remote, now):
             return None
         cky_r = self._new_cookie()
         seq = self._next_sa_number
@@ -509,13 +499,16 @@ class Responder:
         log.info("[%s] new %s mode phase 1 from %s:%d to %s:%d", sa_id, exchange, *remote, *local)
         return sa
 
-    def _admit(self, remote: Address, now: float) -> bool:
-        """Room for a new SA from `remote`: admitted, admitted in place of an
-        evicted unproven SA, or dropped (admission.py)."""
+    def _admit(self, exchange_type: int, remote: Address, now: float) -> bool:
+        """A new SA from `remote`: refused by policy, dropped at a limit, or
+        admitted (in place of an evicted unproven SA): admission.py."""
         self._sync_dirty()  # counts follow established / moved / proven SAs
-        decision = self._admission.decide(remote[0])
+        decision = policy_refusal(self.policy, exchange_type, remote[0]) \
+            or self._admission.decide(remote[0])
         if decision.action == "drop":
             self._drop(decision.reason, remote)
+            if decision.reason == "policy_denied":
+                log.info("IKE policy rule denies phase 1 from %s", remote[0])
             return False
         if decision.action == "evict":
             self.stats[f"evicted_{decision.reason}"] += 1
