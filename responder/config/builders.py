@@ -14,7 +14,7 @@ from responder.aaa.radius import NasIdentity, RadiusServer, ServerGroup
 import responder.config.algorithms as algorithms
 from responder.config.model import (IkeConfig, ResponderConfig, StaticTunnelConfig,
                                     TunnelProfile)
-from responder.ikev1.policy import (DpdPolicy, EspPolicy, EspTransform, IkeRule, Limits,
+from responder.ikev1.policy import (DpdPolicy, EspPolicy, EspTransformSpec, IkeRule, Limits,
                                     Phase1Policy, PresharedKey, ResponderPolicy,
                                     RetransmitPolicy, RuleAction, Selector, StaticTunnel)
 from responder.licenses import LicenseManager
@@ -48,8 +48,8 @@ def build_phase1_policy(ike: IkeConfig) -> Phase1Policy:
     )
 
 
-def build_esp_transforms(texts: list[str]) -> tuple[EspTransform, ...]:
-    return tuple(EspTransform(p.cipher, p.key_length, p.integrity)
+def build_esp_transforms(texts: list[str]) -> tuple[EspTransformSpec, ...]:
+    return tuple(EspTransformSpec(p.cipher, p.key_length, p.integrity)
                  for p in map(algorithms.parse_esp_transform, texts))
 
 

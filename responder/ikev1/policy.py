@@ -38,7 +38,7 @@ __all__ = [
     "PresharedKey",
     "RuleAction",
     "IkeRule",
-    "EspTransform",
+    "EspTransformSpec",
     "EspPolicy",
     "Selector",
     "StaticTunnel",
@@ -257,8 +257,9 @@ class IkeRule:
 
 
 @dataclass(frozen=True)
-class EspTransform:
-    """One ESP transform: cipher (RFC 2407 §4.4.4) + integrity (§4.5)."""
+class EspTransformSpec:
+    """One ESP transform as IKEv1 numbers: cipher (RFC 2407 §4.4.4), Key Length
+    attribute, integrity (§4.5); what a policy lists and an offer is compared by."""
 
     cipher: int
     key_length: int | None
@@ -276,13 +277,16 @@ class EspTransform:
         return f"{cipher}{'-' + str(self.key_length) if self.key_length else ''}/{auth}"
 
 
+#: Former name of :class:`EspTransformSpec`, for importers that still use it.
+EspTransform = EspTransformSpec
+
 DEFAULT_ESP_TRANSFORMS = (
-    EspTransform(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA2_256),
-    EspTransform(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA2_256),
-    EspTransform(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),
-    EspTransform(EspTransformId.AES_CBC, 192, IpsecAuthAlgorithm.HMAC_SHA),
-    EspTransform(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA),
-    EspTransform(EspTransformId.TRIPLE_DES, None, IpsecAuthAlgorithm.HMAC_SHA),
+    EspTransformSpec(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA2_256),
+    EspTransformSpec(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA2_256),
+    EspTransformSpec(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA),
+    EspTransformSpec(EspTransformId.AES_CBC, 192, IpsecAuthAlgorithm.HMAC_SHA),
+    EspTransformSpec(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA),
+    EspTransformSpec(EspTransformId.TRIPLE_DES, None, IpsecAuthAlgorithm.HMAC_SHA),
 )
 
 
@@ -294,7 +298,7 @@ class EspPolicy:
     `pfs_groups_accepted`, not required. A set `pfs_group` requires exactly it.
     """
 
-    transforms: tuple[EspTransform, ...] = DEFAULT_ESP_TRANSFORMS
+    transforms: tuple[EspTransformSpec, ...] = DEFAULT_ESP_TRANSFORMS
     pfs_group: int | None = None
     pfs_groups_accepted: tuple[int, ...] = (2, 5, 14, 15, 16, 19, 20)
     lifetime_seconds: int = 3600

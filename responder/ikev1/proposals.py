@@ -23,10 +23,11 @@ import logging
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from .algorithms import DH_GROUPS_BY_NUMBER
 from .crypto.cipher import cipher_algorithm
 from .crypto.dh import dh_group
 from .crypto.errors import UnsupportedAlgorithm
-from .crypto.phase2 import EspTransform as EspKeying
+from .crypto.phase2 import NegotiatedEspTransform
 from .crypto.prf import hash_algorithm
 from .enums import (
     EncapsulationMode,
@@ -38,7 +39,7 @@ from .enums import (
     ProtocolId,
 )
 from .errors import RemoteProtocolError
-from .policy import EspPolicy, EspTransform, IkeTransform, Phase1Policy
+from .policy import EspPolicy, EspTransformSpec, IkeTransform, Phase1Policy
 
 __all__ = [
     "OfferedTransform",
@@ -162,13 +163,20 @@ def parse_ike_transform(transform: OfferedTransform) -> IkeTransform:
 
 
 def _check_ike_supported(ike: IkeTransform) -> None:
-    """The crypto layer must implement it (vpnc's encryption 0 ends here)."""
+    """The registry must list it (vpnc's encryption 0 ends here)."""
     try:
         cipher_algorithm(ike.encryption).key_size(ike.key_length)
         hash_algorithm(ike.hash)
-        dh_group(ike.group)
+        _check_group_supported(ike.group)
     except UnsupportedAlgorithm as exc:
         raise _Skip(str(exc)) from None
+
+
+def _check_group_supported(group: int) -> None:
+    """A DH group of the registry, implemented by the crypto layer."""
+    if group not in DH_GROUPS_BY_NUMBER:
+        raise UnsupportedAlgorithm(f"DH group {group} not supported")
+    dh_group(group)
 
 
 def choose_phase1(proposals: Sequence[OfferedProposal], policy: Phase1Policy,
@@ -215,7 +223,7 @@ _ESP_KNOWN = {a.value for a in IpsecAttribute}
 class EspChoice:
     proposal: OfferedProposal
     transform: OfferedTransform
-    esp: EspTransform
+    esp: EspTransformSpec
     encapsulation_mode: int
     pfs_group: int | None
     lifetime_seconds: int
@@ -223,7 +231,7 @@ class EspChoice:
     #: set when we shorten the peer's lifetime: send RESPONDER-LIFETIME
     responder_lifetime: bool
     #: what to cut out of KEYMAT (crypto layer)
-    keying: EspKeying
+    keying: NegotiatedEspTransform
 
     @property
     def peer_spi(self) -> bytes:
@@ -237,8 +245,8 @@ class EspChoice:
 
 
 def _parse_esp_transform(transform: OfferedTransform, allowed_modes: Iterable[int]
-                         ) -> tuple[EspTransform, EspKeying, int, int | None, int | None,
-                                    int | None]:
+                         ) -> tuple[EspTransformSpec, NegotiatedEspTransform, int, int | None,
+                                    int | None, int | None]:
     pairs = transform.int_attributes()
     values: dict[int, int] = {}
     for attr, value in pairs:
@@ -248,8 +256,8 @@ def _parse_esp_transform(transform: OfferedTransform, allowed_modes: Iterable[in
     auth = values.get(IpsecAttribute.AUTHENTICATION_ALGORITHM)
     key_length = values.get(IpsecAttribute.KEY_LENGTH)
     try:
-        keying = EspKeying.from_attributes(transform.transform_id, key_length_bits=key_length,
-                                           auth_algorithm=auth)
+        keying = NegotiatedEspTransform.from_attributes(
+            transform.transform_id, key_length_bits=key_length, auth_algorithm=auth)
     except UnsupportedAlgorithm as exc:
         raise _Skip(str(exc)) from None
     # RFC 2407 §4.5: encapsulation mode defaults are host-specific; take tunnel
@@ -264,7 +272,7 @@ def _parse_esp_transform(transform: OfferedTransform, allowed_modes: Iterable[in
         raise _Skip("extended sequence numbers not supported")
     seconds, kilobytes = _lifetimes(pairs, IpsecAttribute.SA_LIFE_TYPE,
                                     IpsecAttribute.SA_LIFE_DURATION)
-    esp = EspTransform(transform.transform_id, key_length, auth)
+    esp = EspTransformSpec(transform.transform_id, key_length, auth)
     return esp, keying, mode, values.get(IpsecAttribute.GROUP_DESCRIPTION), seconds, kilobytes
 
 
@@ -314,7 +322,7 @@ def _esp_choice(proposal: OfferedProposal, transform: OfferedTransform, policy: 
         if group not in policy.pfs_groups_accepted:
             raise _Skip(f"PFS group {group} not accepted")
         try:
-            dh_group(group)
+            _check_group_supported(group)
         except UnsupportedAlgorithm as exc:
             raise _Skip(str(exc)) from None
     our_seconds, our_kb = policy.lifetime_seconds, policy.lifetime_kilobytes
