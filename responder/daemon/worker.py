@@ -38,6 +38,7 @@ from responder.subscriber import Event, SubscriberTable
 from . import ipc
 from .datapath import DataPath
 from .dhpool import keep_key_pairs_ready
+from .netifbatch import RemovalBatcher
 from .keyexport import with_key_export
 from .lockouts import LoginGuard
 from .orchestrator import Orchestrator, Phase2Gate
@@ -111,6 +112,7 @@ class ThreadedInterfaces:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="netif")
         self._manager: InterfaceManager = self._executor.submit(
             InterfaceManager, vnet_hdr=vnet_hdr).result()
+        self._removals = RemovalBatcher(self._executor.submit, self._manager.remove_many)
 
     async def create(self, vr: str, name: str, address, mtu: int):
         loop = asyncio.get_running_loop()
@@ -118,13 +120,7 @@ class ThreadedInterfaces:
                                           address, mtu)
 
     def remove(self, iface) -> None:
-        self._executor.submit(self._remove, iface)
-
-    def _remove(self, iface) -> None:
-        try:
-            self._manager.remove(iface)
-        except Exception:  # noqa: BLE001 - logged; the fd is closed by remove() anyway
-            log.exception("removing %s from %s failed", iface.name, iface.vr)
+        self._removals.add(iface)  # batched: one grace period per batch (netifbatch.py)
 
     def close(self) -> None:
         """Remove what is left, close the handles, wait for the thread."""
