@@ -237,18 +237,21 @@ def round_of(bench: Bench, kind: str, aaa: str, n: int, blocks, args) -> dict:
     def run() -> dict:
         bench.start(kind, aaa, tag)
         try:
-            idle_kb = bench.probe.rss_kb(bench.probe.snapshot())
+            idle = bench.probe.snapshot()
+            idle_kb, idle_pss_kb = bench.probe.rss_kb(idle), bench.probe.pss_kb(idle)
             cost = bench.held_load(f"{tag}-cost", args.logins, blocks, rate=args.rate)
             say(f"{tag}: cost {cost['established']}/{cost['offered']} "
                 f"{cost['cpu_login_ms']} ms CPU/login, {cost['cpu_login_logout_ms']} ms "
                 f"login+logout, p50 {cost['latency_ms']['p50']} p99 "
-                f"{cost['latency_ms']['p99']} ms, idle RSS {idle_kb / 1024:.1f} MB")
+                f"{cost['latency_ms']['p99']} ms, idle RSS {idle_kb / 1024:.1f} MB "
+                f"(PSS {idle_pss_kb / 1024:.1f} MB)")
             saturation = bench.held_load(f"{tag}-sat", args.logins, blocks,
                                          concurrency=args.concurrency)
             say(f"{tag}: saturation {saturation['established_per_s']} logins/s "
                 f"({saturation['established']}/{saturation['offered']}), "
                 f"{saturation['cpu_login_ms']} ms CPU/login")
-            return {"rss_idle_kb": idle_kb, "cost": cost, "saturation": saturation}
+            return {"rss_idle_kb": idle_kb, "pss_idle_kb": idle_pss_kb, "cost": cost,
+                    "saturation": saturation}
         finally:
             bench.stop()
     return guarded(tag, run)
@@ -296,6 +299,7 @@ FIGURES = [  # (name, path into a round, unit, better)
     ("sustained logins/s at saturation", ("saturation", "established_per_s"), "1/s", "higher"),
     ("latency p99 at saturation", ("saturation", "latency_ms", "p99"), "ms", "lower"),
     ("resident memory before any login", ("rss_idle_kb",), "kB", "lower"),
+    ("proportional set size (PSS) before any login", ("pss_idle_kb",), "kB", "lower"),
     ("memory per subscriber held", ("cost", "rss_per_subscriber_kb"), "kB", "lower"),
     ("kernel slab per subscriber (machine-wide)", ("cost", "slab_per_subscriber_kb"), "kB",
      "lower"),

@@ -344,6 +344,12 @@ class GatewayProbe:
     def rss_kb(snapshot: dict) -> int:
         return sum(rss for _, rss in snapshot.values()) * PAGE_KB
 
+    @staticmethod
+    def pss_kb(snapshot: dict) -> int:
+        """Proportional set size of the processes of a snapshot (/proc/PID/smaps_rollup):
+        pages shared between them (or with other processes) counted once in all."""
+        return sum(smaps_rollup_kb(pid, "Pss") for pid in snapshot)
+
     def processes(self) -> int:
         return len(self.snapshot())
 
@@ -355,6 +361,19 @@ class GatewayProbe:
             except OSError:
                 pass
         return count
+
+
+def smaps_rollup_kb(pid: int, field: str) -> int:
+    """One field of /proc/PID/smaps_rollup in kB (0 when the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        if name == field:
+            return int(rest.split()[0])
+    return 0
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.2) -> float | None:
