@@ -2,13 +2,16 @@
 back-off, lockout, reset on success, bounded memory, and the workers' lock copies."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from responder.aaa.local import LocalBackend, LocalUser
 from responder.aaa.base import AuthRequest, NasInfo
-from responder.aaa.lockout import (SOURCE, USER, LockCopy, LockoutSettings, LockoutTable,
-                                   is_guess, lock_message, snapshot_message, unlock_message)
+from responder.aaa.lockout import (SOURCE, USER, Lock, LockCopy, LockoutSettings,
+                                   LockoutTable, is_guess, lock_message, snapshot_message,
+                                   unlock_message)
 
 SETTINGS = LockoutSettings(max_failures=5, max_source_failures=20, window=300, duration=300,
                            backoff_base=1, backoff_max=8)
@@ -100,7 +103,6 @@ def test_expired_entries_make_room_before_live_ones_go():
 
 def test_guess_reasons():
     users = LocalBackend([LocalUser.from_config("alice", "pw-alice")])
-    import asyncio
 
     def reason(name, password):
         return asyncio.run(users.authenticate(AuthRequest(name, password, NasInfo()))).reason
@@ -131,7 +133,6 @@ def test_lock_copy_follows_the_messages():
 
 
 def _lock(kind, key, until):
-    from responder.aaa.lockout import Lock
     return Lock(kind, key, until)
 
 

@@ -8,6 +8,10 @@ import copy
 import logging
 import time
 
+import pytest
+
+from responder.aaa.lockout import LockoutSettings
+from responder.config.builders import build_lockout_settings
 from responder.daemon.control import ControlServer
 from responder.daemon.lockouts import LockoutCenter, LoginGuard
 from responder.daemon.supervisor import Supervisor, WorkerHandle
@@ -206,8 +210,49 @@ async def _render(sup):
 
 
 def test_center_log_never_names_a_password(caplog):
-    center = LockoutCenter(__import__("responder.aaa.lockout").aaa.lockout.LockoutSettings(
-        max_failures=1))
+    center = LockoutCenter(LockoutSettings(max_failures=1))
     with caplog.at_level(logging.DEBUG):
         center.failed({"user": "alice", "source": "10.0.0.1", "password": "leaked"})
     assert "alice" in caplog.text and "leaked" not in caplog.text
+
+
+def test_guard_counts_only_guesses_and_slows_down_without_a_supervisor():
+    reports, delays = [], []
+
+    async def unreachable(message):
+        reports.append(message)
+        raise ConnectionError("supervisor gone")
+
+    async def sleep(seconds):
+        delays.append(seconds)
+
+    guard = LoginGuard(unreachable, time.monotonic, sleep=sleep)
+    assert run(guard.failed("alice", "10.0.0.1", "no RADIUS server of group 'g' answered")) \
+        is False
+    assert reports == [] and delays == []
+    assert run(guard.failed("alice", "10.0.0.1", "bad password")) is False
+    assert reports == [{"op": "auth-failed", "user": "alice", "source": "10.0.0.1"}]
+    assert delays == [1.0]
+
+
+def test_reload_switching_lockout_off_lifts_every_lock(tmp_path):
+    sup = supervisor(tmp_path, max_failures=1)
+    sup.lockouts.failed({"user": "alice", "source": "198.18.1.2"})
+    data = {**CONFIG, "metrics": {"enabled": True},
+            "aaa": {**copy.deepcopy(CONFIG["aaa"]), "lockout": {"enabled": False}}}
+    sup.lockouts.configure(build_lockout_settings(parse_config(data)))
+    assert sup.lockouts.rows() == []
+    assert sup.workers[0].channel.sent[-1] == {"op": "lockout", "unlock": [["*", "*"]]}
+
+
+def test_cli_lockout_clear_needs_one_target():
+    from responder.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["lockout", "clear", "--source", "198.18.1.2"])
+    assert args.source == "198.18.1.2" and args.func.__name__ == "cmd_lockout"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lockout", "clear"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["lockout", "clear", "--user", "a", "--all"])
+    assert parser.parse_args(["show", "lockouts"]).what == "lockouts"
