@@ -136,7 +136,7 @@ def test_state_table_is_data_and_rejects_unknown_events():
         InitiatorConfig(server="198.18.0.1", identity=IdentitySpec.parse("keyid:a"), psk=b"k"),
         local=CLIENT, rng=seeded(3))
     with pytest.raises(InvalidTransition) as error:
-        session._advance("mm6")
+        session.advance("mm6")
     assert error.value.state is State.IDLE and error.value.event == "mm6"
 
 
