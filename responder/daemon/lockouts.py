@@ -43,10 +43,10 @@ class LockoutCenter:
         self.clock = clock
 
     def configure(self, settings: LockoutSettings) -> None:
-        was_enabled = self.table.settings.enabled
+        """New settings (a reload): the workers get the locks in force (none when
+        switched off) with the new delay."""
         self.table.configure(settings)
-        if was_enabled and not settings.enabled:
-            self.broadcast(unlock_message([("*", "*")]))
+        self.broadcast(self.snapshot())
 
     def failed(self, message: dict) -> dict:
         user, source = str(message.get("user", "")), str(message.get("source", ""))

@@ -242,7 +242,8 @@ def test_reload_switching_lockout_off_lifts_every_lock(tmp_path):
             "aaa": {**copy.deepcopy(CONFIG["aaa"]), "lockout": {"enabled": False}}}
     sup.lockouts.configure(build_lockout_settings(parse_config(data)))
     assert sup.lockouts.rows() == []
-    assert sup.workers[0].channel.sent[-1] == {"op": "lockout", "unlock": [["*", "*"]]}
+    message = sup.workers[0].channel.sent[-1]
+    assert message["op"] == "lockout" and message["replace"] and message["lock"] == []
 
 
 def test_cli_lockout_clear_needs_one_target():
