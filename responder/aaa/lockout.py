@@ -26,7 +26,7 @@ counter. Refusals while locked are not failures: they neither extend nor renew a
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -99,14 +99,18 @@ class Verdict:
         return bool(self.locks)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
-    failures: deque = field(default_factory=deque)
+    #: failure times, oldest first (at most the kind's limit: a short list)
+    failures: list[float] = field(default_factory=list)
     locked_until: float = 0.0
 
     def prune(self, now: float, window: float) -> None:
-        while self.failures and self.failures[0] <= now - window:
-            self.failures.popleft()
+        start = 0
+        while start < len(self.failures) and self.failures[start] <= now - window:
+            start += 1
+        if start:
+            del self.failures[:start]
 
     def expired(self, now: float, window: float) -> bool:
         self.prune(now, window)
@@ -131,8 +135,7 @@ class _Counters:
             return len(entry.failures), None
         entry.failures.append(now)
         limit = settings.limit(self.kind)
-        while len(entry.failures) > limit:
-            entry.failures.popleft()
+        del entry.failures[:-limit]
         if len(entry.failures) < limit:
             return len(entry.failures), None
         entry.locked_until = now + settings.duration
