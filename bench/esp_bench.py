@@ -32,7 +32,7 @@ def inner_packet(size: int = INNER_SIZE) -> bytes:
 
 def sa_pair(transform: EspTransform) -> tuple[OutboundSA, InboundSA]:
     params = EspSAParams(
-        spi=0x1000, enc_id=transform.cipher.transform_id, auth_id=transform.auth_id,
+        spi=0x1000, enc_id=transform.enc_id, auth_id=transform.auth_id,
         key_bits=transform.key_bits, enc_key=os.urandom(transform.enc_key_size),
         auth_key=os.urandom(transform.auth_key_size), salt=os.urandom(transform.salt_size),
         encap_udp=True, replay_window=1024)
