@@ -41,6 +41,7 @@ def arguments(script: str, quick: bool) -> list[str]:
         "datapath_bench.py": (["--seconds", "2", "--repeats", "1", *lab], lab),
         "plain_path_bench.py": (["--seconds", "2", "--repeats", "1", *lab], lab),
         "login_bench.py": (["--quick", *lab], lab),
+        "flood_bench.py": (["--quick", *lab], lab),
         "lab_build.py": (["--runs", "1", "--clients", "10", *lab], lab),
         "ike_bench.py": (["--quick"], []),
         "esp_bench.py": (["2000"], []),
