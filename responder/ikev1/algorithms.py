@@ -38,7 +38,7 @@ Stable API:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Iterator, Mapping
@@ -129,7 +129,7 @@ class CipherEntry:
     """
 
     name: str
-    tokens: Mapping[str, int]
+    tokens: Mapping[str, int] = field(hash=False)  # rows stay hashable: the name decides
     key_bits: tuple[int, ...]
     key_length_attribute: bool
     ike_number: int | None

@@ -187,3 +187,10 @@ def test_proposal_matching_accepts_every_esp_transform_config_can_name():
         choice = proposals.choose_esp([_esp_offer(spec)], policy,
                                       allowed_modes=(EncapsulationMode.TUNNEL,), pfs=False)
         assert _suite_of_keying(choice.keying) in TRANSFORMS
+
+
+def test_rows_suites_and_negotiated_transforms_are_hashable():
+    rows = {*registry.CIPHERS, *registry.HASHES, *registry.GROUPS}
+    assert len(rows) == len(registry.CIPHERS) + len(registry.HASHES) + len(registry.GROUPS)
+    assert len(set(TRANSFORMS.values())) == len(TRANSFORMS)
+    assert len({_keying(12, 128, 2), _keying(12, 128, 2), _keying(20, 256, None)}) == 2
