@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from responder.ikev1.crypto.dh import DHKeyPair
 from responder.ikev1.crypto.iv import MessageCipher
 from responder.ikev1.crypto.phase1 import Phase1Keys
-from responder.ikev1.crypto.phase2 import informational_hash, verify_hash
+from responder.ikev1.crypto.phase2 import verify_hash
 from responder.ikev1.crypto.prf import HashFunction
 from responder.ikev1.enums import ExchangeType, NotifyType, lookup
 from responder.ikev1.errors import CodecError
@@ -29,10 +29,10 @@ from responder.ikev1.vendor_ids import NattVersion
 
 from .config import InitiatorConfig
 from .hooks import NO_HOOK, MessageHook, Step
-from .keying import decrypt_message, informational_hash1, seal
+from .keying import decrypt_message, expected_hash1, informational_hash1, seal
 from .results import ChildSa, InitiatorEvent, ReceivedModeConfig, SessionFailed, Timings
 from .states import PHASE1, TRANSITIONS, Address, Datagram, InvalidTransition, PeerError, Rng, State
-from .wire import NegotiatedIke, payload_chain_after_first
+from .wire import NegotiatedIke
 
 __all__ = ["NONCE_SIZE", "Phase1Data", "QuickModeData", "SessionCore"]
 
@@ -234,9 +234,7 @@ class SessionCore:
         if not isinstance(received, Hash):
             raise PeerError("protected message does not start with HASH",
                             NotifyType.INVALID_HASH_INFORMATION)
-        keys = self.phase1_keys()
-        expected = informational_hash(keys.prf, keys.skeyid_a, message.header.message_id,
-                                      payload_chain_after_first(plaintext))
+        expected = expected_hash1(self.phase1_keys(), message.header.message_id, plaintext)
         verify_hash(expected, received.data, "HASH(1)")
 
     def phase1_keys(self) -> Phase1Keys:

@@ -33,6 +33,7 @@ __all__ = [
     "drop_payload",
     "replace_payloads",
     "corrupt_hash",
+    "replace_hash",
     "oversize",
     "truncate",
     "mutate_wire",
@@ -137,6 +138,16 @@ def _flip_hash(payloads: list[Payload]) -> list[Payload]:
 def corrupt_hash(step: Step) -> MessageHook:
     """Flip one bit of the HASH payload (HASH_I, HASH(1), HASH(3) ...)."""
     return _PayloadEdit(step, _flip_hash)
+
+
+def replace_hash(step: Step, data: bytes) -> MessageHook:
+    """Send `data` as the HASH payload's content (a HASH_I or HASH(1) of the attacker's
+    choosing, e.g. one computed with another key)."""
+
+    def swap(payloads: list[Payload]) -> list[Payload]:
+        return [Hash(data) if isinstance(p, Hash) else p for p in payloads]
+
+    return _PayloadEdit(step, swap)
 
 
 def oversize(step: Step, extra_bytes: int) -> MessageHook:

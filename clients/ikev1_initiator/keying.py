@@ -1,12 +1,12 @@
 """The initiator's crypto glue: phase 1 keys and message cipher, NAT-D payloads,
-the HASH payloads of protected exchanges, sealing and opening messages, ESP keys.
+the HASH payloads of protected exchanges, sealing and decrypting messages, ESP keys.
 
 Pure functions over the responder's crypto (`responder.ikev1.crypto`), shared by
 the session's exchanges and by tests that craft messages step by step.
 
     keys, cipher = phase1_keys(encryption=7, key_length=256, prf=prf, psk=psk, dh=dh, ...)
     data = seal(cky_i, cky_r, ExchangeType.QUICK_MODE, payloads, message_id=mid, cipher=cipher)
-    message, plaintext = unseal(cipher, data)
+    message, plaintext = decrypt_message(cipher, Message.parse(data))
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from .wire import payload_chain_after_first
 __all__ = [
     "child_keys",
     "decrypt_message",
+    "expected_hash1",
     "informational_hash1",
     "natd_payloads",
     "phase1_keys",
@@ -45,7 +46,6 @@ __all__ = [
     "quick_mode_hash2",
     "quick_mode_hash3",
     "seal",
-    "unseal",
 ]
 
 
@@ -81,6 +81,13 @@ def informational_hash1(keys: Phase1Keys, message_id: int, payloads: Sequence[Pa
     return informational_hash(keys.prf, keys.skeyid_a, message_id, _chain(payloads))
 
 
+def expected_hash1(keys: Phase1Keys, message_id: int, plaintext: bytes) -> bytes:
+    """The HASH(1) a received Informational or Transaction must carry: prf(SKEYID_a,
+    M-ID | the payloads after its HASH)."""
+    return informational_hash(keys.prf, keys.skeyid_a, message_id,
+                              payload_chain_after_first(plaintext))
+
+
 def quick_mode_hash1(keys: Phase1Keys, message_id: int, payloads: Sequence[Payload]) -> bytes:
     """HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [| KE] [| IDci | IDcr])."""
     return _quick_mode_hash1(keys.prf, keys.skeyid_a, message_id, _chain(payloads))
@@ -110,14 +117,10 @@ def seal(cky_i: bytes, cky_r: bytes, exchange: int, payloads: Sequence[Payload],
     return serialize_with_body(Header(cky_i, cky_r, exchange, flags, message_id), first, body)
 
 
-def unseal(cipher: MessageCipher, data: bytes) -> tuple[Message, bytes]:
-    """Decrypt a protected message: its payloads and the plaintext. The IV chain of
-    a non-Informational exchange advances only by `cipher.accept` afterwards."""
-    return decrypt_message(cipher, Message.parse(data))
-
-
 def decrypt_message(cipher: MessageCipher, message: Message) -> tuple[Message, bytes]:
-    """`unseal` of a message already parsed."""
+    """Decrypt a parsed protected message: its payloads and the plaintext. The IV chain
+    of a non-Informational exchange advances only by `cipher.accept` afterwards, with
+    the ciphertext (`message.body` of the parsed message, not of the one returned)."""
     mid = message.header.message_id
     if message.header.exchange_type == ExchangeType.INFORMATIONAL:
         plaintext = cipher.decrypt_informational(mid, message.body)

@@ -35,6 +35,9 @@ from .results import ReceivedModeConfig
 __all__ = [
     "NegotiatedIke",
     "vendor_ids_for",
+    "esp_transform",
+    "ike_transform",
+    "isakmp_sa",
     "phase1_sa",
     "read_phase1_choice",
     "esp_sa",
@@ -70,7 +73,8 @@ def vendor_ids_for(config: InitiatorConfig) -> list[bytes]:
 
 
 # ---------------------------------------------------------------- phase 1 SA
-def _ike_transform(number: int, proposal: IkeOffer) -> Transform:
+def ike_transform(number: int, proposal: IkeOffer) -> Transform:
+    """One phase 1 transform (RFC 2409 Appendix A attributes, lifetime in seconds)."""
     attributes = [DataAttribute.tv(Phase1Attribute.ENCRYPTION_ALGORITHM, proposal.encryption)]
     if proposal.key_length:
         attributes.append(DataAttribute.tv(Phase1Attribute.KEY_LENGTH, proposal.key_length))
@@ -84,10 +88,14 @@ def _ike_transform(number: int, proposal: IkeOffer) -> Transform:
     return Transform(number=number, transform_id=1, attributes=attributes)
 
 
+def isakmp_sa(transforms: list[Transform]) -> SecurityAssociation:
+    """One ISAKMP proposal holding the given transforms."""
+    return SecurityAssociation(proposals=[Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
+
+
 def phase1_sa(proposals: tuple[IkeOffer, ...]) -> SecurityAssociation:
     """One ISAKMP proposal holding one transform per offered IkeOffer."""
-    transforms = [_ike_transform(i + 1, p) for i, p in enumerate(proposals)]
-    return SecurityAssociation(proposals=[Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
+    return isakmp_sa([ike_transform(i + 1, p) for i, p in enumerate(proposals)])
 
 
 @dataclass(frozen=True)
@@ -147,12 +155,13 @@ def encapsulation_mode(udp: bool, natt: NattVersion | None) -> int:
     return EncapsulationMode.UDP_TUNNEL
 
 
-def _esp_transform(number: int, proposal: EspOffer, *, mode: int, pfs_group: int | None,
-                   lifetime_seconds: int, lifetime_kilobytes: int | None) -> Transform:
-    attributes = [
-        DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.SECONDS),
-        DataAttribute.from_int(IpsecAttribute.SA_LIFE_DURATION, lifetime_seconds),
-    ]
+def esp_transform(number: int, proposal: EspOffer, *, mode: int, pfs_group: int | None,
+                  lifetime_seconds: int | None, lifetime_kilobytes: int | None) -> Transform:
+    """One ESP transform (RFC 2407 §4.5 attributes); no lifetime without `lifetime_seconds`."""
+    attributes = []
+    if lifetime_seconds is not None:
+        attributes += [DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.SECONDS),
+                       DataAttribute.from_int(IpsecAttribute.SA_LIFE_DURATION, lifetime_seconds)]
     if lifetime_kilobytes:
         attributes += [DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.KILOBYTES),
                        DataAttribute.from_int(IpsecAttribute.SA_LIFE_DURATION, lifetime_kilobytes)]
@@ -170,7 +179,7 @@ def esp_sa(proposals: tuple[EspOffer, ...], spi: bytes, *, mode: int, pfs_group:
            lifetime_seconds: int, lifetime_kilobytes: int | None) -> SecurityAssociation:
     """One ESP proposal (our inbound SPI) with one transform per EspOffer."""
     transforms = [
-        _esp_transform(i + 1, p, mode=mode, pfs_group=pfs_group,
+        esp_transform(i + 1, p, mode=mode, pfs_group=pfs_group,
                        lifetime_seconds=lifetime_seconds, lifetime_kilobytes=lifetime_kilobytes)
         for i, p in enumerate(proposals)
     ]

@@ -1,8 +1,10 @@
-"""A minimal IKEv1 initiator for driving the Responder in memory.
+"""A step-by-step IKEv1 initiator for driving the Responder in memory.
 
-Built on the same codec and crypto as the responder, step by step, so tests
-can interleave, repeat, corrupt or skip messages. Deterministic given `rng`.
-Not a product initiator (that belongs in clients/).
+Each message is one method call, so tests can interleave, repeat, corrupt or skip
+messages. The payloads, keys, hashes and encryption are the project initiator's
+(`clients.ikev1_initiator`: `wire` builds transforms and SAs, `keying` derives keys,
+computes HASH payloads and seals messages, `hooks` crafts bad ones); this class only
+holds one exchange's state between calls. Deterministic given `rng`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,27 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from responder.ikev1.crypto.cipher import cipher_algorithm
-from responder.ikev1.crypto.dh import dh_group
-from responder.ikev1.crypto.iv import IVStore, MessageCipher
-from responder.ikev1.crypto.phase1 import Phase1Keys
-from responder.ikev1.crypto.phase2 import (
-    EspTransform as EspKeying,
-    derive_esp_keys,
-    informational_hash,
+from clients.ikev1_initiator.config import EspOffer, IkeOffer
+from clients.ikev1_initiator.hooks import Step, replace_hash
+from clients.ikev1_initiator.keying import (
+    child_keys,
+    decrypt_message,
+    expected_hash1,
+    informational_hash1,
+    natd_payloads,
+    phase1_keys,
+    quick_mode_hash1,
+    quick_mode_hash2,
     quick_mode_hash3,
+    seal,
 )
+from clients.ikev1_initiator.wire import esp_transform as _esp_transform
+from clients.ikev1_initiator.wire import ike_transform as _ike_transform
+from clients.ikev1_initiator.wire import isakmp_sa
+from responder.ikev1.crypto.dh import dh_group
+from responder.ikev1.crypto.iv import MessageCipher
+from responder.ikev1.crypto.phase1 import Phase1Keys
+from responder.ikev1.crypto.phase2 import NegotiatedEspTransform
 from responder.ikev1.crypto.prf import hash_algorithm
 from responder.ikev1.enums import (
     AuthMethod,
@@ -29,20 +42,16 @@ from responder.ikev1.enums import (
     ExchangeType,
     GroupDescription,
     HashAlgorithm,
-    HeaderFlag,
     IpsecAttribute,
     IpsecAuthAlgorithm,
-    LifeType,
     NotifyType,
     PayloadType,
     Phase1Attribute,
     ProtocolId,
 )
-from responder.ikev1.exchanges.common import bytes_after_first_payload, raw_payloads
-from responder.ikev1.message import Header, Message, serialize_with_body
-from responder.ikev1.natt import natd_hash
+from responder.ikev1.exchanges.common import raw_payloads
+from responder.ikev1.message import Message
 from responder.ikev1.payloads import (
-    DataAttribute,
     Delete,
     Hash,
     Identification,
@@ -55,7 +64,6 @@ from responder.ikev1.payloads import (
     SecurityAssociation,
     Transform,
     VendorId,
-    serialize_payloads,
 )
 from responder.ikev1.vendor_ids import DPD, NATT_RFC3947, XAUTH
 
@@ -71,34 +79,16 @@ def ike_transform(number: int = 1, *, encryption: int = EncryptionAlgorithm.AES_
                   key_length: int | None = 256, hash_alg: int = HashAlgorithm.SHA,
                   group: int = GroupDescription.MODP_2048,
                   auth: int = AuthMethod.XAUTH_INIT_PSK, lifetime: int = 28800) -> Transform:
-    attributes = [DataAttribute.tv(Phase1Attribute.ENCRYPTION_ALGORITHM, encryption)]
-    if key_length:
-        attributes.append(DataAttribute.tv(Phase1Attribute.KEY_LENGTH, key_length))
-    attributes += [
-        DataAttribute.tv(Phase1Attribute.HASH_ALGORITHM, hash_alg),
-        DataAttribute.tv(Phase1Attribute.GROUP_DESCRIPTION, group),
-        DataAttribute.tv(Phase1Attribute.AUTHENTICATION_METHOD, auth),
-        DataAttribute.tv(Phase1Attribute.LIFE_TYPE, LifeType.SECONDS),
-        DataAttribute.from_int(Phase1Attribute.LIFE_DURATION, lifetime),
-    ]
-    return Transform(number=number, transform_id=1, attributes=attributes)
+    return _ike_transform(number, IkeOffer(encryption, key_length, hash_alg, group, auth,
+                                           lifetime))
 
 
 def esp_transform(number: int = 1, *, cipher: int = EspTransformId.AES_CBC,
                   key_length: int | None = 128, auth: int = IpsecAuthAlgorithm.HMAC_SHA,
                   mode: int = EncapsulationMode.TUNNEL, group: int | None = None,
                   lifetime: int | None = 3600) -> Transform:
-    attributes = []
-    if lifetime is not None:
-        attributes += [DataAttribute.tv(IpsecAttribute.SA_LIFE_TYPE, LifeType.SECONDS),
-                       DataAttribute.from_int(IpsecAttribute.SA_LIFE_DURATION, lifetime)]
-    if group is not None:
-        attributes.append(DataAttribute.tv(IpsecAttribute.GROUP_DESCRIPTION, group))
-    attributes.append(DataAttribute.tv(IpsecAttribute.ENCAPSULATION_MODE, mode))
-    attributes.append(DataAttribute.tv(IpsecAttribute.AUTHENTICATION_ALGORITHM, auth))
-    if key_length:
-        attributes.append(DataAttribute.tv(IpsecAttribute.KEY_LENGTH, key_length))
-    return Transform(number=number, transform_id=cipher, attributes=attributes)
+    return _esp_transform(number, EspOffer(cipher, key_length, auth), mode=mode,
+                          pfs_group=group, lifetime_seconds=lifetime, lifetime_kilobytes=None)
 
 
 @dataclass
@@ -110,7 +100,7 @@ class QuickModeRun:
     dh: object = None
     nr_b: bytes = b""
     responder_spi: bytes = b""
-    keying: EspKeying | None = None
+    keying: NegotiatedEspTransform | None = None
     keys: object = None
     reply: Message | None = None
 
@@ -148,56 +138,41 @@ class TestInitiator:
         self.cky_i = self.rng(8)
 
     # ---------------------------------------------------------- helpers
-    def _header(self, exchange: int, mid: int = 0, flags: int = 0) -> Header:
-        return Header(self.cky_i, self.cky_r, exchange, flags, mid)
-
     def _clear(self, exchange: int, payloads: list[Payload], mid: int = 0) -> bytes:
-        first, body = serialize_payloads(payloads)
-        return serialize_with_body(self._header(exchange, mid), first, body)
+        return seal(self.cky_i, self.cky_r, exchange, payloads, message_id=mid)
 
     def _encrypted(self, exchange: int, payloads: list[Payload], mid: int = 0) -> bytes:
-        first, body = serialize_payloads(payloads)
-        if exchange == ExchangeType.INFORMATIONAL:
-            ct = self.cipher.encrypt_informational(mid, body)
-        else:
-            ct = self.cipher.encrypt(mid, body)
-        return serialize_with_body(self._header(exchange, mid, HeaderFlag.ENCRYPTION), first, ct)
+        return seal(self.cky_i, self.cky_r, exchange, payloads, message_id=mid,
+                    cipher=self.cipher)
 
     def decrypt(self, data: bytes) -> tuple[Message, bytes]:
-        message = Message.parse(data)
-        mid = message.header.message_id
-        if message.header.exchange_type == ExchangeType.INFORMATIONAL:
-            plain = self.cipher.decrypt_informational(mid, message.body)
-        else:
-            plain = self.cipher.decrypt(mid, message.body)
-            self.cipher.accept(mid, message.body)
-        return message.payloads_from_plaintext(plain), plain
+        received = Message.parse(data)
+        message, plain = decrypt_message(self.cipher, received)
+        if received.header.exchange_type != ExchangeType.INFORMATIONAL:
+            self.cipher.accept(received.header.message_id, received.body)
+        return message, plain
 
     def _sa_payload(self) -> SecurityAssociation:
-        return SecurityAssociation(proposals=[Proposal(1, ProtocolId.ISAKMP, b"", self.transforms)])
+        return isakmp_sa(self.transforms)
 
     def _group(self) -> int:
         attr = (self.chosen or self.transforms[0]).attribute(Phase1Attribute.GROUP_DESCRIPTION)
         return attr.as_int()
 
     def _natd(self) -> list[NatDiscovery]:
-        hash_alg = hash_algorithm(self.chosen.attribute(Phase1Attribute.HASH_ALGORITHM).as_int())
-        me = self.natd_self or self.local
-        return [NatDiscovery(natd_hash(hash_alg, self.cky_i, self.cky_r, self.remote)),
-                NatDiscovery(natd_hash(hash_alg, self.cky_i, self.cky_r, me))]
+        prf = hash_algorithm(self.chosen.attribute(Phase1Attribute.HASH_ALGORITHM).as_int())
+        return natd_payloads(prf, self.cky_i, self.cky_r, local=self.natd_self or self.local,
+                             remote=self.remote)
 
     def _derive(self) -> None:
         t = self.chosen
-        prf = hash_algorithm(t.attribute(Phase1Attribute.HASH_ALGORITHM).as_int())
-        cipher = cipher_algorithm(t.attribute(Phase1Attribute.ENCRYPTION_ALGORITHM).as_int())
         key_length = t.attribute(Phase1Attribute.KEY_LENGTH)
-        shared = self.dh.compute_shared(self.g_xr)
-        self.keys = Phase1Keys.derive_pre_shared_key(
-            prf=prf, cipher=cipher, key_size=cipher.key_size(key_length.as_int() if key_length else None),
-            psk=self.psk, ni_b=self.ni_b, nr_b=self.nr_b, shared_secret=shared,
+        self.keys, self.cipher = phase1_keys(
+            encryption=t.attribute(Phase1Attribute.ENCRYPTION_ALGORITHM).as_int(),
+            key_length=key_length.as_int() if key_length else None,
+            prf=hash_algorithm(t.attribute(Phase1Attribute.HASH_ALGORITHM).as_int()),
+            psk=self.psk, ni_b=self.ni_b, nr_b=self.nr_b, dh=self.dh, g_xr=self.g_xr,
             cky_i=self.cky_i, cky_r=self.cky_r)
-        self.cipher = MessageCipher(cipher, self.keys.encryption_key, IVStore(
-            prf, cipher.block_size, self.keys.initial_iv(self.dh.public_bytes, self.g_xr)))
 
     def _take_sa_reply(self, message: Message) -> None:
         self.cky_r = message.header.responder_cookie
@@ -243,9 +218,11 @@ class TestInitiator:
         return message
 
     def main_mode_5(self, *, initial_contact: bool = False, hash_override: bytes | None = None) -> bytes:
-        payloads: list[Payload] = [self.identity, Hash(hash_override or self.hash_i())]
+        payloads: list[Payload] = [self.identity, Hash(self.hash_i())]
         if initial_contact:
             payloads.append(Notification(NotifyType.INITIAL_CONTACT, spi=self.cky_i + self.cky_r))
+        if hash_override:
+            payloads = replace_hash(Step.MM5, hash_override).payloads(Step.MM5, payloads)
         return self._encrypted(ExchangeType.IDENTITY_PROTECTION, payloads)
 
     def handle_main_mode_6(self, data: bytes) -> Message:
@@ -279,11 +256,13 @@ class TestInitiator:
 
     def aggressive_3(self, *, encrypted: bool = True, initial_contact: bool = False,
                      hash_override: bytes | None = None) -> bytes:
-        payloads: list[Payload] = [Hash(hash_override or self.hash_i())]
+        payloads: list[Payload] = [Hash(self.hash_i())]
         if NATT_RFC3947.data in self.responder_vids:
             payloads += self._natd()
         if initial_contact:
             payloads.append(Notification(NotifyType.INITIAL_CONTACT, spi=self.cky_i + self.cky_r))
+        if hash_override:
+            payloads = replace_hash(Step.AM3, hash_override).payloads(Step.AM3, payloads)
         if encrypted:
             return self._encrypted(ExchangeType.AGGRESSIVE, payloads)
         return self._clear(ExchangeType.AGGRESSIVE, payloads)
@@ -304,16 +283,13 @@ class TestInitiator:
             payloads.append(KeyExchange(run.dh.public_bytes))
         if ids is not None:
             payloads += list(ids)
-        _, chain = serialize_payloads(payloads)
-        digest = informational_hash(self.keys.prf, self.keys.skeyid_a, run.message_id, chain)
+        digest = quick_mode_hash1(self.keys, run.message_id, payloads)
         return run, self._encrypted(ExchangeType.QUICK_MODE, [Hash(digest), *payloads],
                                     run.message_id)
 
     def handle_quick_mode_2(self, run: QuickModeRun, data: bytes) -> Message:
         message, plain = self.decrypt(data)
-        rest = bytes_after_first_payload(message.header.next_payload, plain)
-        expected = informational_hash(self.keys.prf, self.keys.skeyid_a, run.message_id,
-                                      run.ni_b + rest)
+        expected = quick_mode_hash2(self.keys, run.message_id, run.ni_b, plain)
         assert message.first(Hash).data == expected, "HASH(2) mismatch"
         run.nr_b = message.first(Nonce).data
         proposal = message.first(SecurityAssociation).proposals[0]
@@ -321,29 +297,26 @@ class TestInitiator:
         transform = proposal.transforms[0]
         key_length = transform.attribute(IpsecAttribute.KEY_LENGTH)
         auth = transform.attribute(IpsecAttribute.AUTHENTICATION_ALGORITHM)
-        run.keying = EspKeying.from_attributes(
-            transform.transform_id, key_length_bits=key_length.as_int() if key_length else None,
-            auth_algorithm=auth.as_int() if auth else None)
         pfs_secret = None
         if run.dh is not None:
             pfs_secret = run.dh.compute_shared(message.first(KeyExchange).key_data)
         # from the initiator's view: inbound = its own SPI
-        run.keys = derive_esp_keys(self.keys.prf, self.keys.skeyid_d, run.keying,
-                                   inbound_spi=run.spi, outbound_spi=run.responder_spi,
-                                   ni_b=run.ni_b, nr_b=run.nr_b, pfs_shared_secret=pfs_secret)
+        run.keying, run.keys = child_keys(
+            self.keys, cipher=transform.transform_id,
+            key_length=key_length.as_int() if key_length else None,
+            auth=auth.as_int() if auth else None, inbound_spi=run.spi,
+            outbound_spi=run.responder_spi, ni_b=run.ni_b, nr_b=run.nr_b, pfs_secret=pfs_secret)
         run.reply = message
         return message
 
     def quick_mode_3(self, run: QuickModeRun) -> bytes:
-        digest = quick_mode_hash3(self.keys.prf, self.keys.skeyid_a, run.message_id, run.ni_b,
-                                  run.nr_b)
+        digest = quick_mode_hash3(self.keys, run.message_id, run.ni_b, run.nr_b)
         return self._encrypted(ExchangeType.QUICK_MODE, [Hash(digest)], run.message_id)
 
     # ---------------------------------------------------------- Informational
     def informational(self, payloads: list[Payload], message_id: int | None = None) -> bytes:
         mid = message_id or int.from_bytes(self.rng(4), "big") | 1
-        _, chain = serialize_payloads(payloads)
-        digest = informational_hash(self.keys.prf, self.keys.skeyid_a, mid, chain)
+        digest = informational_hash1(self.keys, mid, payloads)
         return self._encrypted(ExchangeType.INFORMATIONAL, [Hash(digest), *payloads], mid)
 
     def r_u_there(self, sequence: int) -> bytes:
@@ -358,9 +331,7 @@ class TestInitiator:
 
     def read_informational(self, data: bytes) -> Message:
         message, plain = self.decrypt(data)
-        rest = bytes_after_first_payload(message.header.next_payload, plain)
-        expected = informational_hash(self.keys.prf, self.keys.skeyid_a,
-                                      message.header.message_id, rest)
+        expected = expected_hash1(self.keys, message.header.message_id, plain)
         assert message.first(Hash).data == expected, "informational HASH mismatch"
         return message
 

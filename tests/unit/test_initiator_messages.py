@@ -24,12 +24,12 @@ from clients.ikev1_initiator import (
     Step,
 )
 from clients.ikev1_initiator.config import InitiatorConfigError
-from clients.ikev1_initiator.hooks import chain, drop_payload, oversize, truncate
+from clients.ikev1_initiator.hooks import chain, drop_payload, oversize, replace_hash, truncate
 from clients.ikev1_initiator.session import TRANSITIONS
 from responder.ikev1.enums import AuthMethod, IdType
 from responder.ikev1.errors import CodecError
 from responder.ikev1.message import Message
-from responder.ikev1.payloads import Identification, SecurityAssociation, VendorId
+from responder.ikev1.payloads import Hash, Identification, SecurityAssociation, VendorId
 from responder.ikev1.vendor_ids import FRAGMENTATION, XAUTH, recognize
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -152,6 +152,13 @@ def test_hooks_drop_oversize_truncate():
     assert len(short.data) == 40
     with pytest.raises(CodecError):
         Message.parse(short.data)
+
+
+def test_replace_hash_swaps_the_hash_of_its_step_only():
+    hook = replace_hash(Step.MM5, b"\xaa" * 20)
+    sent = [VendorId(b"v"), Hash(b"\x01" * 20)]
+    assert hook.payloads(Step.MM5, sent) == [VendorId(b"v"), Hash(b"\xaa" * 20)]
+    assert hook.payloads(Step.AM3, sent) == sent
 
 
 def test_retransmits_with_backoff_then_fails():
