@@ -546,7 +546,7 @@ class ResponderConfig(Strict):
     control: ControlConfig = ControlConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
-    #: boot counter, accounting journal, dead letters; None: the control socket's directory
+    #: boot counter, accounting journal, dead letters; None: <control.socket>.state (per daemon)
     state_dir: Path | None = None
 
     def profile(self, name: str) -> TunnelProfile:

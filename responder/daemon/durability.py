@@ -1,7 +1,9 @@
 """What the supervisor does so that a crash loses nothing: its state directory, the
 durable accountant, Accounting-On/Off, and the removal of a crashed run's interfaces.
 
-The state directory is ``state_dir`` or, by default, the control socket's directory. It
+The state directory is ``state_dir`` or, by default, the control socket's path with the
+suffix ``.state`` (``/run/dynipsec/control.state``): one per daemon, since no two daemons
+share a control socket (two daemons sharing a journal would send each other's records). It
 holds ``boot-count`` (the per-start part of every Acct-Session-Id),
 ``accounting.journal`` and ``accounting.dead`` (responder/aaa/journal.py).
 """
@@ -23,7 +25,9 @@ DEAD_LETTER_FILE = "accounting.dead"
 
 
 def state_directory(cfg: ResponderConfig) -> Path:
-    return Path(cfg.state_dir) if cfg.state_dir is not None else Path(cfg.control.socket).parent
+    if cfg.state_dir is not None:
+        return Path(cfg.state_dir)
+    return Path(cfg.control.socket).with_suffix(".state")
 
 
 def build_accountant(cfg: ResponderConfig, sender: AccountingSender) -> Accountant:
