@@ -18,6 +18,8 @@ metric                                      labels
 ``dynipsec_packets_total``                  direction (in / out)
 ``dynipsec_octets_total``                   direction (in / out)
 ``dynipsec_esp_dropped_total``              worker, reason
+``dynipsec_ike_admission_total``            worker, counter (``evicted_half_open_limit``,
+                                            ``dropped_half_open_peer_limit``, ...)
 ``dynipsec_exchange_seconds``               exchange (phase1, xauth_aaa, quick_mode,
                                             login): histogram
 ``dynipsec_worker_restarts_total``          -
@@ -55,6 +57,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 EXCHANGES = ("phase1", "xauth_aaa", "quick_mode", "login")
 #: the data path counts drops as ``drop_<reason>`` (and ``esp_dropped`` in total)
 _DROP_PREFIX = "drop_"
+#: engine counters of phase 1 admission (responder/ikev1/admission.py, docs/operations.md)
+_ADMISSION_COUNTERS = ("evicted_", "dropped_half_open", "dropped_sa_limit",
+                       "dropped_unproven_resend_limit", "notify_rate_limited")
 
 
 class SupervisorMetrics:
@@ -179,11 +184,17 @@ class _StateCollector:
         ike = GaugeMetricFamily("dynipsec_ike_sas", "IKE SAs", labels=["worker"])
         drops = CounterMetricFamily("dynipsec_esp_dropped", "ESP packets dropped",
                                     labels=["worker", "reason"])
+        admission = CounterMetricFamily(
+            "dynipsec_ike_admission", "Phase 1 admission: unproven SAs evicted, message 1s "
+            "dropped at a limit, resends and error notifies held back", labels=["worker", "counter"])
         for index, reply in enumerate(m.worker_stats):
             if "error" in reply:
                 continue
             worker = str(index)
             ike.add_metric([worker], reply.get("ike_sas", 0))
+            for key, value in (reply.get("engine") or {}).items():
+                if key.startswith(_ADMISSION_COUNTERS):
+                    admission.add_metric([worker, key], value)
             for key, value in (reply.get("datapath") or {}).items():
                 if key.startswith(_DROP_PREFIX):
                     drops.add_metric([worker, key[len(_DROP_PREFIX):]], value)
@@ -191,6 +202,7 @@ class _StateCollector:
                     drops.add_metric([worker, "unknown-spi"], value)
         yield ike
         yield drops
+        yield admission
         ipsec = GaugeMetricFamily("dynipsec_ipsec_sas",
                                   "IPsec SA pairs (inbound + outbound) of subscribers",
                                   labels=["worker"])

@@ -253,3 +253,22 @@ def test_token_bucket_refills_at_its_rate_up_to_its_burst():
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.1) and not bucket.take(0.1)
     assert [bucket.take(50.0) for _ in range(4)] == [True, True, True, False]
+
+
+# --------------------------------------------------------------- exported counts
+def test_admission_counters_are_exported_to_prometheus(tmp_path):
+    from prometheus_client import generate_latest
+
+    from responder.config import parse_config
+    from responder.daemon.supervisor import Supervisor
+    from tests.unit.test_daemon_operations import BASE
+
+    sup = Supervisor(parse_config({**BASE, "metrics": {"enabled": True}}), str(tmp_path / "c"))
+    sup.metrics.worker_stats = [{"ike_sas": 1, "engine": {
+        "evicted_half_open_limit": 7, "dropped_half_open_peer_limit": 2,
+        "notify_rate_limited": 3, "phase1_started": 9}}]
+    text = generate_latest(sup.metrics.registry).decode()
+    for counter, value in (("evicted_half_open_limit", 7), ("dropped_half_open_peer_limit", 2),
+                           ("notify_rate_limited", 3)):
+        assert f'dynipsec_ike_admission_total{{counter="{counter}",worker="0"}} {value}.0' in text
+    assert 'counter="phase1_started"' not in text
