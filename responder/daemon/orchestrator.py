@@ -60,7 +60,7 @@ from responder.ikev1 import transaction_events as tev
 from responder.ikev1.ike_sa import IkeSa
 from responder.ikev1.modecfg import ModeConfig
 from responder.ikev1.policy import EspPolicy, Identity, Selector
-from responder.subscriber import (AUTHORIZED_STATES, Event, Peer, ResourceKind, State,
+from responder.subscriber import (AUTHORIZED_STATES, SubscriberEvent, Peer, ResourceKind, State,
                                   Subscriber, SubscriberGoneError, SubscriberTable,
                                   TableFullError)
 
@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 
 #: a refused acquire's kind -> the subscriber's teardown cause (otherwise LICENSE_REFUSED):
 #: an unreachable supervisor is the router's own fault, not a resource the user lacked
-REFUSAL_CAUSE = {"supervisor": Event.INTERNAL_ERROR}
+REFUSAL_CAUSE = {"supervisor": SubscriberEvent.INTERNAL_ERROR}
 
 __all__ = ["Orchestrator", "SupervisorLink", "select_profile", "mode_config_for",
            "Phase2Gate"]
@@ -204,10 +204,10 @@ class SubscriberInfo:
 
 
 _PHASE1_REASONS = {
-    "dpd": Event.DPD_TIMEOUT,
-    "retransmit-timeout": Event.DPD_TIMEOUT,
-    "transaction-timeout": Event.XAUTH_TIMEOUT,
-    "xauth-failed": Event.AUTH_FAILED,
+    "dpd": SubscriberEvent.DPD_TIMEOUT,
+    "retransmit-timeout": SubscriberEvent.DPD_TIMEOUT,
+    "transaction-timeout": SubscriberEvent.XAUTH_TIMEOUT,
+    "xauth-failed": SubscriberEvent.AUTH_FAILED,
 }
 
 
@@ -286,7 +286,7 @@ class Orchestrator:
         self.info[sub.id] = info
         sub.on_gone(self._forget)
         sub.ledger.take(ResourceKind.IKE_SA, event.sa_id, lambda: self._delete_ike_sa(sub, info))
-        sub.handle(Event.XAUTH_STARTED)
+        sub.handle(SubscriberEvent.XAUTH_STARTED)
         # the profile's Xauth and Mode-Config settings for this SA
         self.task.configure(self.task.context(self.clock()), event.sa_id,
                             max_attempts=profile.xauth.max_attempts,
@@ -319,8 +319,10 @@ class Orchestrator:
         # other reasons (peer-delete, ...): the Phase1Deleted that follows decides
         if sub.state is State.AUTHENTICATING and event.reason in ("denied", "invalid-reply",
                                                                   "timeout"):
-            cause = Event.XAUTH_TIMEOUT if event.reason == "timeout" else Event.AUTH_FAILED
-            self.refused["auth-failed" if cause is Event.AUTH_FAILED else "xauth-timeout"] += 1
+            cause = (SubscriberEvent.XAUTH_TIMEOUT if event.reason == "timeout"
+                     else SubscriberEvent.AUTH_FAILED)
+            self.refused["auth-failed" if cause is SubscriberEvent.AUTH_FAILED
+                         else "xauth-timeout"] += 1
             log.warning("subscriber %s: Xauth user %r refused (%s)", self.key(sub),
                         event.username, event.reason)
             self._teardown(sub, cause)
@@ -331,7 +333,7 @@ class Orchestrator:
     def _on_modecfg_done(self, event: tev.ModeConfigDone) -> None:
         sub = self.by_sa.get(event.sa_id)
         if sub is not None and sub.state in (State.INTERFACE_UP, State.ACTIVE):
-            sub.handle(Event.CONFIG_SENT)
+            sub.handle(SubscriberEvent.CONFIG_SENT)
             self._update(sub)
 
     def _on_phase2_established(self, event: ev.Phase2Established) -> None:
@@ -361,7 +363,7 @@ class Orchestrator:
         except SubscriberGoneError:
             return
         info.children[event.child_id] = resource
-        sub.handle(Event.PHASE2_UP)
+        sub.handle(SubscriberEvent.PHASE2_UP)
         self.stats["children_installed"] += 1
         log.info("subscriber %s: child %d up (%s, SPI in %s out %s, %s)", key, event.child_id,
                  self.datapath.subscribers[key].children[event.child_id].inbound.transform.name,
@@ -378,26 +380,28 @@ class Orchestrator:
         if resource is not None:
             sub.ledger.release_one(resource)
             if sub.state is State.ACTIVE:
-                sub.handle(Event.PHASE2_DELETED)
+                sub.handle(SubscriberEvent.PHASE2_DELETED)
             self._update(sub)
 
     def _on_phase1_deleted(self, event: ev.Phase1Deleted) -> None:
         sub = self.by_sa.get(event.sa_id)
         if sub is None or not sub.live:
             return
-        cause = _PHASE1_REASONS.get(event.reason, Event.REMOTE_DELETE)
-        if cause in (Event.XAUTH_TIMEOUT, Event.AUTH_FAILED) and sub.state is not State.AUTHENTICATING:
-            cause = Event.REMOTE_DELETE if cause is Event.AUTH_FAILED else Event.DPD_TIMEOUT
+        cause = _PHASE1_REASONS.get(event.reason, SubscriberEvent.REMOTE_DELETE)
+        if (cause in (SubscriberEvent.XAUTH_TIMEOUT, SubscriberEvent.AUTH_FAILED)
+                and sub.state is not State.AUTHENTICATING):
+            cause = (SubscriberEvent.REMOTE_DELETE if cause is SubscriberEvent.AUTH_FAILED
+                     else SubscriberEvent.DPD_TIMEOUT)
         info = self.info.get(sub.id)
         if info is not None:
             info.sa_id = ""  # the engine already removed it: nothing to delete
-        if (cause is Event.REMOTE_DELETE and self.remote_delete_grace > 0
+        if (cause is SubscriberEvent.REMOTE_DELETE and self.remote_delete_grace > 0
                 and sub.state in AUTHORIZED_STATES and info is not None and not self.stopping):
             log.info("subscriber %s: peer deleted all SAs (%s); logged out in %.0fs unless "
                      "it comes back", self.key(sub), event.reason, self.remote_delete_grace)
             loop = asyncio.get_event_loop()
             info.grace = loop.call_later(self.remote_delete_grace, self._teardown, sub,
-                                         Event.REMOTE_DELETE)
+                                         SubscriberEvent.REMOTE_DELETE)
             self.link.update(info.key, {"grace": True})
             return
         self._teardown(sub, cause)
@@ -405,7 +409,7 @@ class Orchestrator:
     def _on_peer_dead(self, event: ev.PeerDead) -> None:
         sub = self.by_sa.get(event.sa_id)
         if sub is not None and sub.live:
-            self._teardown(sub, Event.DPD_TIMEOUT)
+            self._teardown(sub, SubscriberEvent.DPD_TIMEOUT)
 
     def _on_initial_contact(self, event: ev.InitialContact) -> None:
         # Behind a NAT many clients share one address, so "this peer's older sessions"
@@ -500,11 +504,11 @@ class Orchestrator:
             return False
         await self.guard.hold_locked()
         if sub.live:
-            self._refuse_login(sub, info, Event.AUTH_FAILED, reason,
+            self._refuse_login(sub, info, SubscriberEvent.AUTH_FAILED, reason,
                                f"{reason} (source {sub.peer.address}), AAA not asked")
         return True
 
-    def _refuse_login(self, sub: Subscriber, info: SubscriberInfo, cause: Event,
+    def _refuse_login(self, sub: Subscriber, info: SubscriberInfo, cause: SubscriberEvent,
                       counter: str, detail: str) -> None:
         """A refusal after AAA granted (license, address, interface): Xauth ends with
         STATUS=FAIL at once (no re-prompt: retrying cannot help), the task deletes the
@@ -546,7 +550,7 @@ class Orchestrator:
         path = self.datapath.subscribers.get(info.key)
         if path is not None:
             path.sa_id = sa_id
-        standin.teardown(Event.REMOTE_DELETE)  # held nothing but the SA: no trace
+        standin.teardown(SubscriberEvent.REMOTE_DELETE)  # held nothing but the SA: no trace
         self.stats["reattached"] += 1
         log.info("subscriber %s: user %r back from %s:%d within the grace: IKE SA %s "
                  "re-attached (%s kept; stand-in %s dropped)", info.key, waiting.username,
@@ -569,7 +573,7 @@ class Orchestrator:
                 log.info("subscriber %s: INITIAL-CONTACT from %s for user %r: older "
                          "subscriber %s logged out", self.key(sub), sub.peer.address,
                          username, self.key(other))
-                self._teardown(other, Event.INITIAL_CONTACT)
+                self._teardown(other, SubscriberEvent.INITIAL_CONTACT)
 
     async def _grant(self, sub: Subscriber, info: SubscriberInfo, profile: TunnelProfile,
                      username: str, result: AuthResult, t0: float) -> None:
@@ -598,7 +602,8 @@ class Orchestrator:
             return
         if not reply.get("ok"):
             kind = reply.get("kind", "license")
-            self._refuse_login(sub, info, REFUSAL_CAUSE.get(kind, Event.LICENSE_REFUSED), kind,
+            self._refuse_login(sub, info,
+                               REFUSAL_CAUSE.get(kind, SubscriberEvent.LICENSE_REFUSED), kind,
                                reply.get("reason", "refused by the supervisor"))
             return
         now = self.clock()
@@ -619,7 +624,7 @@ class Orchestrator:
             log.error("subscriber %s: internal error (NAS error): interface %s in %s failed: %s",
                       key, name, vr_cfg.netns, exc)
             if sub.live:
-                self._refuse_login(sub, info, Event.INTERNAL_ERROR, "interface", str(exc))
+                self._refuse_login(sub, info, SubscriberEvent.INTERNAL_ERROR, "interface", str(exc))
             return
         if not sub.live:
             self.interfaces.remove(iface)
@@ -631,11 +636,11 @@ class Orchestrator:
         except SubscriberGoneError:
             return
         self.datapath.add_subscriber(key, info.sa_id, iface.fd, address)
-        sub.handle(Event.INTERFACE_CREATED)
+        sub.handle(SubscriberEvent.INTERFACE_CREATED)
         self.link.session_up(key, self._record(sub, info, result, reply, name, now))
         sub.ledger.take(ResourceKind.ACCOUNTING, sub.acct_session_id,
                         lambda: self.link.session_down(
-                            key, (sub.teardown_event or Event.ADMIN_LOGOUT).value,
+                            key, (sub.teardown_event or SubscriberEvent.ADMIN_LOGOUT).value,
                             self.datapath.counters(key)))
         netmask = IPv4(reply["netmask"]) if reply.get("netmask") else None
         config = mode_config_for(profile, result, address, netmask)
@@ -683,10 +688,10 @@ class Orchestrator:
             info.grace = None
         if not info.sa_id:
             return
-        if sub.teardown_event is Event.AUTH_FAILED or info.xauth_fail_sent:
+        if sub.teardown_event is SubscriberEvent.AUTH_FAILED or info.xauth_fail_sent:
             return  # the Transaction task deletes it after the FAIL is ACKed
         self.responder.delete_phase1(info.sa_id, self.clock(),
-                                     (sub.teardown_event or Event.ADMIN_LOGOUT).value)
+                                     (sub.teardown_event or SubscriberEvent.ADMIN_LOGOUT).value)
         self.flush()
 
     def _bind_sa(self, sa_id: str, sub: Subscriber) -> None:
@@ -704,7 +709,7 @@ class Orchestrator:
         if info is not None and info.grace is not None:
             info.grace.cancel()
 
-    def _teardown(self, sub: Subscriber, cause: Event) -> None:
+    def _teardown(self, sub: Subscriber, cause: SubscriberEvent) -> None:
         if not sub.live:
             return
         self.stats[f"teardown_{cause.value}"] += 1
@@ -714,7 +719,7 @@ class Orchestrator:
         self.flush()
 
     # -- commands (from the supervisor) -------------------------------------------------
-    def logout(self, keys: list[str], cause: Event) -> int:
+    def logout(self, keys: list[str], cause: SubscriberEvent) -> int:
         count = 0
         wanted = set(keys)
         for sub in list(self.table):
@@ -723,7 +728,7 @@ class Orchestrator:
                 count += 1
         return count
 
-    def logout_all(self, cause: Event) -> int:
+    def logout_all(self, cause: SubscriberEvent) -> int:
         return self.logout([self.key(s) for s in self.table], cause)
 
     def change(self, key: str, session_timeout: int | None, idle_timeout: int | None) -> bool:
