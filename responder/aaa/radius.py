@@ -21,7 +21,8 @@ packets:
   the group's ``dead_time`` and fails over to the next one. While every server of a
   group is dead, requests fail at once (:class:`RadiusNoServer`, nothing is sent): a
   login is refused in no time instead of after timeout x retries per server. A server
-  whose ``dead_time`` has passed is alive again, so the next request probes it.
+  whose ``dead_time`` has passed is tried by the next request (the probe); requests
+  that come while that probe is under way skip the server instead of waiting for it.
 * :class:`RadiusBackend` is the AAA back end: PAP Access-Request with the NAS
   attributes, reply attributes into an :class:`AuthResult`.
 
@@ -285,7 +286,10 @@ class RadiusClient:
         self.dictionary = dictionary or load_dictionary()
         self.transport = transport or RadiusTransport()
         self.clock = clock
+        #: (group, index) -> until when the server is skipped; kept past that time
+        #: until the server answers, so that a passed entry means "probe due"
         self._dead_until: dict[tuple[str, int], float] = {}
+        self._probing: set[tuple[str, int]] = set()
 
     def group(self, name: str | None) -> ServerGroup:
         try:
@@ -294,33 +298,54 @@ class RadiusClient:
             raise UnknownBackendError(f"no RADIUS server group {name!r}") from None
 
     def _servers_to_try(self, group: ServerGroup) -> list[tuple[int, RadiusServer]]:
-        return [(i, s) for i, s in enumerate(group.servers) if not self.is_dead(group.name, i)]
+        return [(i, s) for i, s in enumerate(group.servers) if self._may_try(group.name, i)]
+
+    def _may_try(self, group: str, index: int) -> bool:
+        return not self.is_dead(group, index) and (group, index) not in self._probing
 
     def is_dead(self, group: str, index: int) -> bool:
         return self._dead_until.get((group, index), 0.0) > self.clock()
 
     async def _failover(self, group: ServerGroup, port_of: Callable[[RadiusServer], int],
                         encode_for: Callable[[RadiusServer], Callable], new_id_each_time: bool):
-        candidates = self._servers_to_try(group)
-        if not candidates:
+        tried = False
+        for index, server in self._servers_to_try(group):
+            key = (group.name, index)
+            if not self._may_try(*key):     # marked dead or probed meanwhile
+                continue
+            tried = True
+            probe = key in self._dead_until
+            if probe:
+                self._probing.add(key)
+            try:
+                reply = await self._exchange_with(server, port_of(server), encode_for,
+                                                  new_id_each_time)
+            except TimeoutError:
+                self._mark_dead(group, key, server, port_of(server))
+                continue
+            finally:
+                if probe:
+                    self._probing.discard(key)
+            if self._dead_until.pop(key, None) is not None:
+                log.info("RADIUS server %s:%d (group %s) answers again", server.address,
+                         port_of(server), group.name)
+            return server, reply
+        if not tried:
             self.transport.stats["refused_all_dead"] += 1
             raise RadiusNoServer(f"radius: no server answering (group {group.name})")
-        for index, server in candidates:
-            destination = (server.address, port_of(server))
-            try:
-                reply = await self.transport.exchange(
-                    destination, encode_for(server), timeout=server.timeout,
-                    retries=server.retries, new_id_each_time=new_id_each_time)
-            except TimeoutError:
-                self._dead_until[(group.name, index)] = self.clock() + group.dead_time
-                log.warning("RADIUS server %s:%d (group %s) did not answer; marked dead for "
-                            "%.0fs, failing over", *destination, group.name, group.dead_time)
-                continue
-            if self._dead_until.pop((group.name, index), None) is not None:
-                log.info("RADIUS server %s:%d (group %s) answers again", *destination,
-                         group.name)
-            return server, reply
         raise RadiusTimeout(f"timeout: no RADIUS server answered (group {group.name})")
+
+    async def _exchange_with(self, server: RadiusServer, port: int, encode_for: Callable,
+                             new_id_each_time: bool):
+        return await self.transport.exchange(
+            (server.address, port), encode_for(server), timeout=server.timeout,
+            retries=server.retries, new_id_each_time=new_id_each_time)
+
+    def _mark_dead(self, group: ServerGroup, key: tuple[str, int], server: RadiusServer,
+                   port: int) -> None:
+        self._dead_until[key] = self.clock() + group.dead_time
+        log.warning("RADIUS server %s:%d (group %s) did not answer; marked dead for %.0fs, "
+                    "failing over", server.address, port, group.name, group.dead_time)
 
     async def access_request(self, attributes: dict[str, object], password: bytes,
                              group: str | None = None) -> tuple[RadiusServer, rpacket.Packet]:

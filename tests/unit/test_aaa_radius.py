@@ -238,6 +238,32 @@ def test_probe_after_dead_time_finds_the_server_back():
     assert back.granted and not still_dead
 
 
+def test_one_probe_at_a_time_the_others_are_refused_at_once():
+    now = [1000.0]
+
+    async def main():
+        silent, dead = await dead_port()
+        backend, client = backend_for(server(dead, timeout=0.2, retries=0), dead_time=30,
+                                      clock=lambda: now[0])
+        loop = asyncio.get_running_loop()
+
+        async def timed():
+            started = loop.time()
+            result = await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            return result.reason, loop.time() - started
+        try:
+            await timed()                          # marks the server dead
+            now[0] += 31
+            return await asyncio.gather(timed(), timed(), timed())
+        finally:
+            client.close()
+            silent.close()
+    probe, *others = asyncio.run(main())
+    assert probe[0].startswith("timeout: no RADIUS server answered") and probe[1] >= 0.2
+    for reason, seconds in others:
+        assert reason == "radius: no server answering (group default)" and seconds < 0.1
+
+
 def test_reply_without_message_authenticator_is_dropped_by_default():
     async def main():
         _, port = await start_fake(signed=False)
