@@ -48,7 +48,7 @@ def evictions(before: dict, after: dict) -> int:
 
 @pytest.mark.parametrize("mode,user", [("main", "user241"), ("aggressive", "user242")])
 def test_honest_login_succeeds_during_a_spoofed_flood(lab, plan, gateway, hosts, mode, user,
-                                                      wait_until):
+                                                      wait_until, record_property):
     honest, sender = hosts
     before = engine_counters(gateway)
     with Flood(lab, sender, str(plan.gateway), rate=RATE, seconds=SECONDS, count=COUNT,
@@ -57,6 +57,8 @@ def test_honest_login_succeeds_during_a_spoofed_flood(lab, plan, gateway, hosts,
         line = honest_login(lab, plan, honest, user, mode=mode)
         sent = flood.result(timeout=SECONDS + 30)
     after = engine_counters(gateway)
+    record_property("flood", {"sent": sent, "login_ms": line.get("wall_ms"),
+                              "counters": {k: v - before.get(k, 0) for k, v in after.items()}})
     assert line["ok"] == "yes", line
     assert sent["sent"] >= FILL, sent
     assert evictions(before, after) > 0, after
