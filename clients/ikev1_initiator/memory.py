@@ -9,6 +9,10 @@ objects with `.data`, `.local`, `.remote`, and optionally `get_timer()` /
     link = MemoryLink(responder, server=("198.18.0.1", 500))
     link.add(session)            # session.start(link.now) is called here
     link.run_until(lambda: session.finished or session.established)
+
+A scripted client that is no `InitiatorSession` (the step-by-step test initiator)
+uses the responder side alone: `to_responder(data, source, destination)`,
+`from_responder()` and `fire_responder_timers(until)`.
 """
 
 from __future__ import annotations
@@ -63,19 +67,45 @@ class MemoryLink:
     def _source(self, session: InitiatorSession, datagram: Datagram) -> Address:
         return session.local_natt if datagram.natt else session.local
 
+    # ------------------------------------------------------------ the responder side
+    def to_responder(self, data: bytes, source: Address, destination: Address) -> None:
+        """One datagram to the responder (recorded; `deliver` may drop it)."""
+        wire = Wire(data, source, destination)
+        self.to_server.append(wire)
+        if self.deliver(wire):
+            self.responder.receive_datagram(data, destination, source, self.now)
+
+    def from_responder(self) -> list[Any]:
+        """What the responder sends now (recorded, not yet delivered anywhere)."""
+        replies = self.responder.datagrams_to_send()
+        self.to_client.extend(Wire(r.data, r.local, r.remote) for r in replies)
+        return replies
+
+    def fire_responder_timers(self, until: float) -> list[Any]:
+        """Move the clock to `until`, firing the responder's timers on the way; returns
+        what they made it send."""
+        replies: list[Any] = []
+        get_timer = getattr(self.responder, "get_timer", None)
+        while get_timer is not None:
+            timer = get_timer()
+            if timer is None or timer > until:
+                break
+            self.now = max(self.now, timer)
+            self.responder.handle_timer(self.now)
+            replies += self.from_responder()
+        self.now = until
+        return replies
+
+    # ------------------------------------------------------------ sessions
     def _send(self, session: InitiatorSession, datagrams: list[Datagram]) -> None:
         for datagram in datagrams:
-            wire = Wire(datagram.data, self._source(session, datagram), datagram.remote)
-            self.to_server.append(wire)
-            if not self.deliver(wire):
-                continue
-            self.responder.receive_datagram(wire.data, wire.destination, wire.source, self.now)
+            self.to_responder(datagram.data, self._source(session, datagram), datagram.remote)
 
     def pump(self) -> int:
         """Deliver until both sides are quiet; returns datagrams moved."""
         moved = 0
         while True:
-            replies = self.responder.datagrams_to_send()
+            replies = self.from_responder()
             outgoing = [(s, s.datagrams_to_send()) for s in set(self.sessions.values())]
             outgoing = [(s, d) for s, d in outgoing if d]
             if not replies and not outgoing:
@@ -88,10 +118,8 @@ class MemoryLink:
                 self._send(session, datagrams)
 
     def _to_session(self, reply: Any) -> None:
-        wire = Wire(reply.data, reply.local, reply.remote)
-        self.to_client.append(wire)
         session = self.sessions.get(reply.remote)
-        if session is None or not self.deliver(wire):
+        if session is None or not self.deliver(Wire(reply.data, reply.local, reply.remote)):
             return
         natt = reply.local[1] == self.server_natt_port
         session.receive_datagram(reply.data, self.now, natt=natt)

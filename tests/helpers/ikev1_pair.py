@@ -1,9 +1,15 @@
-"""In-memory initiator/responder pair with a fake clock (aioquic style)."""
+"""In-memory initiator/responder pair with a fake clock (aioquic style).
+
+The harness is the initiator kit's `MemoryLink` (clock, responder timers, the wire
+as recorded); `Pair` drives it with the step-by-step `TestInitiator` instead of an
+`InitiatorSession`: each `send` is one crafted message, its replies come back raw.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from clients.ikev1_initiator.memory import MemoryLink
 from responder.ikev1.engine import Datagram, Responder
 from responder.ikev1.events import Event
 from responder.ikev1.natt_framing import strip_non_esp_marker
@@ -17,10 +23,8 @@ CLIENT = ("198.18.1.2", 500)
 
 
 @dataclass
-class Pair:
-    responder: Responder
-    initiator: TestInitiator
-    now: float = 1000.0
+class Pair(MemoryLink):
+    initiator: TestInitiator | None = None
     #: every datagram the responder produced (for the tshark check)
     sent: list[Datagram] = field(default_factory=list)
     received: list[Datagram] = field(default_factory=list)
@@ -36,29 +40,22 @@ class Pair:
             data = b"\x00\x00\x00\x00" + data
         self.received.append(Datagram(data, remote, local))
         self.wire.append(Datagram(data, remote, local))
-        self.responder.receive_datagram(data, local, remote, self.now)
+        self.to_responder(data, remote, local)
         return self.collect()
 
     def collect(self) -> list[bytes]:
-        out = self.responder.datagrams_to_send()
+        return self._unwrap(self.from_responder())
+
+    def _unwrap(self, out: list[Datagram]) -> list[bytes]:
         self.sent.extend(out)
         self.wire.extend(out)
         self.events.extend(self.responder.events())
         return [strip_non_esp_marker(d.data) if d.local[1] != 500 else d.data for d in out]
 
     def advance(self, seconds: float) -> list[bytes]:
-        """Move the fake clock, firing every timer on the way."""
-        target = self.now + seconds
-        replies: list[bytes] = []
-        while True:
-            timer = self.responder.get_timer()
-            if timer is None or timer > target:
-                break
-            self.now = max(self.now, timer)
-            self.responder.handle_timer(self.now)
-            replies += self.collect()
-        self.now = target
-        return replies
+        """Move the fake clock, firing the responder's timers on the way (the scripted
+        initiator has none); returns what they sent."""
+        return self._unwrap(self.fire_responder_timers(self.now + seconds))
 
     def of_type(self, cls):
         return [e for e in self.events if isinstance(e, cls)]
@@ -105,4 +102,4 @@ def make_pair(policy: ResponderPolicy | None = None, *, seed: int = 1,
     responder = Responder(policy, rng=seeded_rng(seed), **(responder_kwargs or {}))
     initiator = TestInitiator(PSK, seeded_rng(seed + 1000), local=CLIENT, remote=SERVER,
                               **(initiator_kwargs or {}))
-    return Pair(responder, initiator)
+    return Pair(responder=responder, server=SERVER, initiator=initiator)
