@@ -36,7 +36,6 @@ from lab.state import ProcessRecord, all_states, interfaces_of, load_state, term
 from lab.topology import load_topology
 
 
-
 class SandboxError(RuntimeError):
     """A sandbox command cannot do what it was asked (no lab, no such host, ...)."""
 

@@ -1,4 +1,4 @@
-"""The lab's record of what it created, and the precise cleanup that reads it.
+"""The lab's record of what it created, and the process and namespace helpers its cleanup uses.
 
 A running lab keeps `/run/dynipsec-lab/<prefix>.json` up to date as it goes: the
 process that owns it, every host shell and daemon PID (with the process start time,
