@@ -111,9 +111,12 @@ def parse_ike_proposal(text: str) -> list[IkeProposal]:
 
 
 def known_esp_transforms() -> list[str]:
-    """One canonical spelling per ESP transform of the registry, for error messages."""
-    return [_canonical_esp_name(cipher, bits, integrity)
-            for cipher, bits, integrity in registry.esp_suites()]
+    """One canonical spelling per ESP transform of the registry, for error messages:
+    in the registry's cipher order, weak integrity algorithms last."""
+    def display_order(suite: tuple) -> tuple[int, int, bool]:
+        cipher, bits, integrity = suite
+        return registry.CIPHERS.index(cipher), bits, integrity is not None and integrity.weak
+    return [_canonical_esp_name(*suite) for suite in sorted(registry.esp_suites(), key=display_order)]
 
 
 def _canonical_esp_name(cipher: registry.CipherEntry, key_bits: int,

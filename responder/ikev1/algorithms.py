@@ -195,12 +195,12 @@ def _aes_cbc_tokens() -> dict[str, int]:
 
 
 CIPHERS: tuple[CipherEntry, ...] = (
-    # RFC 2451: 64-bit block, 8-byte explicit IV, 192-bit key (with parity bits).
-    CipherEntry("3DES-CBC", {"3des": 192}, (192,), False, EncryptionAlgorithm.TRIPLE_DES_CBC,
-                EspTransformId.TRIPLE_DES, 8, 8, 0, 0, CipherMode.CBC, _TRIPLE_DES),
     # RFC 3602: 128-bit block, 16-byte explicit IV.
     CipherEntry("AES-CBC", _aes_cbc_tokens(), (128, 192, 256), True, EncryptionAlgorithm.AES_CBC,
                 EspTransformId.AES_CBC, 16, 16, 0, 0, CipherMode.CBC, _AES),
+    # RFC 2451: 64-bit block, 8-byte explicit IV, 192-bit key (with parity bits).
+    CipherEntry("3DES-CBC", {"3des": 192}, (192,), False, EncryptionAlgorithm.TRIPLE_DES_CBC,
+                EspTransformId.TRIPLE_DES, 8, 8, 0, 0, CipherMode.CBC, _TRIPLE_DES),
     # RFC 4106: 8-byte explicit IV, KEYMAT gives key | 4-byte salt (§8.1), 16-byte ICV
     # for transform 20 (§6). ESP only.
     CipherEntry("AES-GCM-16", {"aes128gcm16": 128, "aes192gcm16": 192, "aes256gcm16": 256},
