@@ -6,8 +6,9 @@ import pytest
 
 from lab.gateways import make_gateway, plan_from_topology
 from lab.gateways.dynipsec import DynipsecGateway
-from lab.loadgen import (LoadProcess, LoadSpec, SourceAddresses, run_loads, source_blocks,
-                         wait_for)
+from lab.gateways.strongswan import StrongSwanGateway
+from lab.loadgen import (GatewayProbe, LoadProcess, LoadSpec, SourceAddresses, run_loads,
+                         source_blocks, wait_for)
 
 pytestmark = pytest.mark.lab
 
@@ -37,6 +38,8 @@ def test_load_establishes_all_and_releases_all(lab, kind):
     gateway = start_gateway(kind, lab, plan)
     held_counts = []
     try:
+        idle = GatewayProbe.of(gateway).snapshot()
+        assert 0 < GatewayProbe.pss_kb(idle) <= GatewayProbe.rss_kb(idle)
         with SourceAddresses(hosts[0].host, blocks[0]) as first, \
                 SourceAddresses(hosts[1].host, blocks[1]) as second:
             assert set(blocks[0]) <= addresses_on(hosts[0].host, first.interface)
@@ -69,3 +72,36 @@ def test_load_establishes_all_and_releases_all(lab, kind):
     assert result["released"] == 2 * LOGINS_PER_HOST
     assert released is not None, "subscribers left after every session was deleted"
     assert result["latency_ms"]["count"] == 2 * LOGINS_PER_HOST
+
+
+def test_strongswan_in_radius_mode_asks_radius_and_sends_accounting(lab):
+    """The reference gateway's AAA "radius" (the login bench's fair comparison): Xauth
+    by FreeRADIUS, accounting Start and Stop per login, like dynipsec."""
+    plan = plan_from_topology(lab.topology)
+    host = [slot for slot in lab.clients if not slot.behind_nat][-1]
+    sources = source_blocks(str(lab.topology.access.subnet), 1, 2,
+                            exclude=[slot.address for slot in lab.clients])[0]
+    group = plan.groups[0]
+    workdir = lab.node_dir(lab.topology.router_name) / "gateway-load-strongswan-radius"
+    gateway = StrongSwanGateway(lab.router, workdir, plan, lab, aaa="radius").start()
+    mark = len(lab.accounting_records())
+    try:
+        with SourceAddresses(host.host, sources):
+            spec = LoadSpec(server=plan.gateway, group=group.group,
+                            psk=plan.psk_for(group.group, "aggressive"),
+                            user="user{n:03d}", password="pw-user{n:03d}", first=1, count=4,
+                            mode="aggressive", rate=10.0)
+            result = run_loads([LoadProcess(lab, host.host, lab.node_dir(host.name) /
+                                            "load-strongswan-radius", spec, sources)],
+                               held_timeout=60)
+            wait_for(lambda: len(lab.accounting_records()) - mark >= 8, 10)
+        log = gateway.log_path.read_text()
+    finally:
+        gateway.stop()
+    assert result["established"] == 4, result["failures"]
+    assert log.count("sending RADIUS Access-Request") >= 4
+    records = lab.accounting_records()[mark:]
+    users = {f"user{n:03d}" for n in range(1, 5)}
+    for kind in ("Start", "Stop"):
+        assert {r.get("User-Name", "").strip('"') for r in records
+                if r.get("Acct-Status-Type") == kind} >= users, (kind, records)
