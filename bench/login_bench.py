@@ -11,6 +11,9 @@ the gateway's per-peer limits of 64 SAs are never reached: the limits stay as th
 gateway sets them). Every login: Aggressive Mode aes256-sha256-modp2048, Xauth,
 Mode-Config, one ESP SA (aes256-sha1), UDP encapsulation forced.
 
+Both gateways do the same AAA work in a mode (AAA_WORK): "local" = local users, no
+RADIUS, no accounting; "radius" = Xauth by the lab FreeRADIUS and accounting Start/Stop.
+
 Per AAA mode and round, each gateway in turn (dynipsec, strongSwan, dynipsec, ...):
   * cost: --logins offered at --rate per second, held, then deleted; the gateway's
     CPU (its whole process tree from /proc) over the login phase and over login +
