@@ -91,6 +91,12 @@ server da_test {{
 }}
 """
 
+
+def unsigned_site(site: str) -> str:
+    """The site without its Message-Authenticator updates: FreeRADIUS 3.2.1 as installed."""
+    return re.sub(r"\n *update reply \{\n *&Message-Authenticator := 0x00\n *\}", "", site)
+
+
 DETAIL = """\
 detail da_detail {
   filename = ${radacctdir}/detail
@@ -175,7 +181,9 @@ class RadiusServerInfo:
         return records
 
 
-def build_raddb(raddb: Path, auth_port: int, acct_port: int) -> None:
+def build_raddb(raddb: Path, auth_port: int, acct_port: int, sign_replies: bool = True) -> None:
+    """``sign_replies=False``: FreeRADIUS 3.2.1 as installed, no Message-Authenticator in
+    non-EAP replies."""
     shutil.copytree(SYSTEM_RADDB, raddb, symlinks=True)
     (raddb / "log" / "radacct").mkdir(parents=True, exist_ok=True)
     (raddb / "run").mkdir(exist_ok=True)
@@ -188,8 +196,11 @@ def build_raddb(raddb: Path, auth_port: int, acct_port: int) -> None:
     (raddb / "mods-enabled" / "eap").unlink(missing_ok=True)
     for site in (raddb / "sites-enabled").iterdir():
         site.unlink()
+    site = SITE.format(auth_port=auth_port, acct_port=acct_port)
+    if not sign_replies:
+        site = unsigned_site(site)
     files = {
-        raddb / "sites-enabled" / "da_test": SITE.format(auth_port=auth_port, acct_port=acct_port),
+        raddb / "sites-enabled" / "da_test": site,
         raddb / "mods-enabled" / "da_detail": DETAIL,
         raddb / "clients.conf": CLIENTS,
         raddb / "mods-config" / "files" / "authorize": USERS,
@@ -204,12 +215,12 @@ def build_raddb(raddb: Path, auth_port: int, acct_port: int) -> None:
                            + (check.stdout + check.stderr)[-3000:])
 
 
-def start_freeradius(directory: Path, auth_port: int, acct_port: int) -> tuple[subprocess.Popen,
-                                                                           RadiusServerInfo]:
+def start_freeradius(directory: Path, auth_port: int, acct_port: int,
+                     sign_replies: bool = True) -> tuple[subprocess.Popen, RadiusServerInfo]:
     """Build a raddb under ``directory`` and start FreeRADIUS on it; ready when both
     ports are bound. Stop it with :func:`stop_freeradius`."""
     raddb = directory / "raddb"
-    build_raddb(raddb, auth_port, acct_port)
+    build_raddb(raddb, auth_port, acct_port, sign_replies)
     log_path = directory / "freeradius.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(["freeradius", "-f", "-l", "stdout", "-d", str(raddb)],
@@ -264,10 +275,10 @@ def freeradius_factory(tmp_path):
     _skip_without_freeradius()
     started: list[subprocess.Popen] = []
 
-    def start() -> tuple[subprocess.Popen, RadiusServerInfo]:
+    def start(sign_replies: bool = True) -> tuple[subprocess.Popen, RadiusServerInfo]:
         directory = tmp_path / f"freeradius{len(started)}"
         directory.mkdir()
-        proc, info = start_freeradius(directory, *free_udp_ports(2))
+        proc, info = start_freeradius(directory, *free_udp_ports(2), sign_replies)
         started.append(proc)
         return proc, info
 

@@ -4,6 +4,7 @@ server of a group is down, and Message-Authenticator in FreeRADIUS's replies."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import time
 
@@ -145,3 +146,25 @@ def test_freeradius_replies_carry_a_valid_message_authenticator(freeradius):
     assert [raw[0] for raw in raw_replies] == [2, 3]
     assert all(_has_message_authenticator(raw) for raw in raw_replies)
     assert stats["dropped_no_message_authenticator"] == 0 and stats["dropped_unverified"] == 0
+
+
+def test_unsigned_freeradius_replies_are_dropped_unless_allowed(freeradius_factory):
+    """FreeRADIUS 3.2.1 as installed (no Message-Authenticator in PAP replies): by default
+    its Accept is dropped and counted, and the login fails; a server configured with
+    ``require_message_authenticator=False`` is trusted without it."""
+    _, unsigned = freeradius_factory(sign_replies=False)
+
+    async def login(require: bool):
+        server = dataclasses.replace(radius_server(unsigned, timeout=0.3, retries=0),
+                                     require_message_authenticator=require)
+        client = client_of(server, dead_time=60, clock=time.monotonic)
+        try:
+            return await RadiusBackend(client).authenticate(ALICE), client.transport.stats
+        finally:
+            client.close()
+
+    strict, strict_stats = asyncio.run(login(True))
+    lenient, _ = asyncio.run(login(False))
+    assert not strict.granted and strict.reason.startswith("timeout: no RADIUS server answered")
+    assert strict_stats["dropped_no_message_authenticator"] == 1
+    assert lenient.granted, lenient.reason
