@@ -169,7 +169,9 @@ def _cipher(name: str, usable: Callable[[CipherEntry], bool]) -> tuple[CipherEnt
 
 def parse_group(text: str) -> int:
     """`modp2048` / `ecp256` / a number -> Group Description value."""
-    return int(text) if text.isdigit() else int(_lookup(text.lower(), GROUP_TOKENS, "DH group").number)
+    if text.isdigit():
+        return int(text)
+    return int(_lookup(text.lower(), GROUP_TOKENS, "DH group").number)
 
 
 @dataclass(frozen=True)

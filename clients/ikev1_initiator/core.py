@@ -36,6 +36,7 @@ from .wire import NegotiatedIke
 
 __all__ = ["NONCE_SIZE", "Phase1Data", "QuickModeData", "SessionCore"]
 
+#: one logger for the session and its exchanges, named after the session module
 log = logging.getLogger("clients.ikev1_initiator.session")
 
 NONCE_SIZE = 32  # strongSwan's; RFC 2409 allows 8..256

@@ -133,7 +133,8 @@ def child_keys(keys: Phase1Keys, *, cipher: int, key_length: int | None, auth: i
                inbound_spi: bytes, outbound_spi: bytes, ni_b: bytes, nr_b: bytes,
                pfs_secret: bytes | None = None) -> tuple[NegotiatedEspTransform, ChildSaKeys]:
     """KEYMAT of one ESP SA pair (RFC 2409 §5.5), inbound = our own SPI."""
-    keying = NegotiatedEspTransform.from_attributes(cipher, key_length_bits=key_length, auth_algorithm=auth)
+    keying = NegotiatedEspTransform.from_attributes(cipher, key_length_bits=key_length,
+                                                    auth_algorithm=auth)
     return keying, derive_esp_keys(keys.prf, keys.skeyid_d, keying, inbound_spi=inbound_spi,
                                    outbound_spi=outbound_spi, ni_b=ni_b, nr_b=nr_b,
                                    pfs_shared_secret=pfs_secret)

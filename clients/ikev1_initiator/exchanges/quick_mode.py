@@ -7,7 +7,14 @@ from responder.ikev1.crypto.dh import dh_group
 from responder.ikev1.crypto.phase2 import verify_hash
 from responder.ikev1.enums import ExchangeType, NotifyType
 from responder.ikev1.message import Header, Message
-from responder.ikev1.payloads import Hash, Identification, KeyExchange, Nonce, Payload, SecurityAssociation
+from responder.ikev1.payloads import (
+    Hash,
+    Identification,
+    KeyExchange,
+    Nonce,
+    Payload,
+    SecurityAssociation,
+)
 
 from ..core import NONCE_SIZE, QuickModeData, SessionCore, log
 from ..hooks import Step

@@ -3,7 +3,14 @@ acknowledged, then the Mode-Config pull (or a pushed SET acknowledged)."""
 
 from __future__ import annotations
 
-from responder.ikev1.enums import CfgType, ConfigAttribute, ExchangeType, NotifyType, XauthStatus, lookup
+from responder.ikev1.enums import (
+    CfgType,
+    ConfigAttribute,
+    ExchangeType,
+    NotifyType,
+    XauthStatus,
+    lookup,
+)
 from responder.ikev1.message import Header
 from responder.ikev1.payloads import AttributePayload, DataAttribute
 
