@@ -250,7 +250,7 @@ def run_gateway(lab, plan, kind: str, args) -> dict:
     else:
         gateway = make_gateway(kind, lab.router, workdir, plan, lab)
     honest_node, flood_node = lab.clients[0].name, lab.clients[1].name
-    users = sorted(plan.users)
+    users = [u for u in sorted(plan.users) if u.startswith("user")]
     with gateway:
         time.sleep(1.0)
         idle = phase(lab, plan, honest_node, users[:args.logins])
