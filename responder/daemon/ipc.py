@@ -12,6 +12,12 @@ else is a notification. Both sides use the same :class:`Channel`.
 
 A handler may be a coroutine function; the reply is sent when it returns. At EOF
 every pending request fails with :class:`ChannelClosed`.
+
+The first line the supervisor sends a new worker is ``{"op": "configure", "snapshot":
+...}`` (responder/config/snapshot.py: the configuration, secrets included, so never on
+the command line or in the environment); the worker reads it with
+:func:`read_first_message` before its event loop runs. A reload sends ``{"op":
+"reload", "snapshot": ..., "summary": ...}`` as a request.
 """
 from __future__ import annotations
 
@@ -26,10 +32,14 @@ from typing import Any, Awaitable, Callable
 log = logging.getLogger(__name__)
 
 __all__ = ["Channel", "ChannelClosed", "IpcError", "MAX_LINE", "encode", "decode",
-           "open_channel"]
+           "open_channel", "read_first_message", "CONFIGURE"]
 
 #: a whole ``show subscribers`` answer for 10k subscribers fits
 MAX_LINE = 16 << 20
+#: the op of the first line to a worker: its configuration snapshot
+CONFIGURE = "configure"
+#: bytes looked at per read while the first line is read before the event loop
+_PEEK = 1 << 16
 
 Message = dict[str, Any]
 Handler = Callable[[Message], "Message | None | Awaitable[Message | None]"]
@@ -176,3 +186,22 @@ async def open_channel(sock: socket.socket, handler: Handler | None = None,
     """A Channel over a connected stream socket (one end of a socketpair)."""
     reader, writer = await asyncio.open_connection(sock=sock, limit=MAX_LINE)
     return Channel(reader, writer, handler, name)
+
+
+def read_first_message(sock: socket.socket) -> Message:
+    """One message read from a blocking stream socket, and not a byte more: the bytes
+    after its newline stay in the socket for the :class:`Channel` opened next."""
+    sock.setblocking(True)
+    line = bytearray()
+    while True:
+        ahead = sock.recv(_PEEK, socket.MSG_PEEK)
+        if not ahead:
+            raise ChannelClosed("peer went away before the first message")
+        end = ahead.find(b"\n")
+        take = len(ahead) if end < 0 else end + 1
+        got = sock.recv(take)
+        line += got
+        if end >= 0 and len(got) == take:
+            return decode(bytes(line))
+        if len(line) > MAX_LINE:
+            raise IpcError(f"first IPC message exceeds {MAX_LINE} bytes")

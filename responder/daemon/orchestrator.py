@@ -49,12 +49,11 @@ import ipaddress
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from responder.aaa.base import AuthResult, NasInfo
 from responder.aaa.accounting import Counters
-from responder.config.builders import build_esp_policy
-from responder.config.model import ResponderConfig, TunnelProfile
+from responder.config.snapshot import build_esp_policy, profile_limits
 from responder.ikev1 import events as ev
 from responder.ikev1 import transaction_events as tev
 from responder.ikev1.ike_sa import IkeSa
@@ -66,6 +65,9 @@ from responder.subscriber import (AUTHORIZED_STATES, SubscriberEvent, Peer, Reso
 
 from .datapath import DataPath, UnsupportedChild
 from .lockouts import LoginGuard
+
+if TYPE_CHECKING:   # the model or a worker's snapshot (same attribute names)
+    from responder.config.model import ResponderConfig, TunnelProfile
 
 log = logging.getLogger(__name__)
 
@@ -719,6 +721,18 @@ class Orchestrator:
         self.flush()
 
     # -- commands (from the supervisor) -------------------------------------------------
+    def apply_config(self, cfg: ResponderConfig, authenticator) -> None:
+        """A reload: new logins get `cfg`'s profiles (limits, timers, Mode-Config, phase 2
+        proposals), VRs and remote delete grace, and `authenticator`; subscribers keep
+        the profile they logged in with (a removed profile stays known to them)."""
+        self.cfg = cfg
+        self.auth = authenticator
+        self.profiles = {**self.profiles, **{p.name: p for p in cfg.tunnel_profiles}}
+        self.esp_policies = {**self.esp_policies,
+                             **{p.name: build_esp_policy(p) for p in cfg.tunnel_profiles}}
+        self.remote_delete_grace = cfg.ike.remote_delete_grace
+        self.table.profile_limits = profile_limits(cfg)
+
     def logout(self, keys: list[str], cause: SubscriberEvent) -> int:
         count = 0
         wanted = set(keys)

@@ -6,10 +6,12 @@ running daemon can take over without dropping a subscriber, and what needs a res
     plan.applied    # of those, what the daemon applies now
     plan.restart    # of those, what only a restart applies ("listen", "workers", ...)
 
-Pure functions over two validated :class:`ResponderConfig` objects; the supervisor
-(licenses, pools, DAE, accounting, log level) and every worker (engine policy, AAA,
-profiles, Mode-Config, Xauth, timers) apply the new configuration, the old one stays
-for what needs a restart. Key paths only: values (secrets!) never appear in a plan.
+Pure functions over two validated :class:`ResponderConfig` objects, in the supervisor:
+it applies the new configuration (licenses, pools, DAE, accounting, log level) and sends
+every worker a snapshot of it (responder/config/snapshot.py; the worker's side:
+responder/daemon/worker_reload.py: engine policy, AAA, profiles, Mode-Config, Xauth,
+timers); the old one stays for what needs a restart. Key paths only: values (secrets!)
+never appear in a plan.
 
 What applies at once and what waits for a restart:
 
@@ -36,9 +38,6 @@ a VR's MTU / interface prefix
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from responder.config.model import ResponderConfig, SecretSource
 from responder.pools import AddressPool, PoolError
 
 __all__ = ["ReloadPlan", "diff_configs", "changed_paths", "pool_grows", "effective_config",
-           "ConfigSnapshots", "load_text", "load_chain"]
+           "load_text"]
 
 
 @dataclass
@@ -221,7 +220,7 @@ def effective_config(old: ResponderConfig, new: ResponderConfig):
     return new.model_copy(update=update), plan
 
 
-# -- the accepted texts, for the workers ---------------------------------------------------
+# -- the file read again -------------------------------------------------------------------
 def load_text(text: str, source: str, base_dir: Path | str) -> ResponderConfig:
     """:func:`responder.config.load_config` on a text already read (``base_dir``
     anchors relative ``secret_file`` paths, as the original file's directory)."""
@@ -233,52 +232,3 @@ def load_text(text: str, source: str, base_dir: Path | str) -> ResponderConfig:
     except yaml.YAMLError as exc:
         raise ConfigError(source, [_yaml_problem(exc)]) from None
     return parse_config(data, source=source, base_dir=base_dir)
-
-
-def load_chain(paths: list[str], base_dir: Path | str | None = None) -> ResponderConfig:
-    """The running configuration from the texts accepted so far: the start one, then
-    each accepted reload applied with :func:`effective_config` (what a worker started
-    after reloads must run, restart-only sections included)."""
-    first = Path(paths[0])
-    base = Path(base_dir) if base_dir else first.parent
-    cfg = load_text(first.read_text(), str(first), base)
-    for path in paths[1:]:
-        cfg, _ = effective_config(cfg, load_text(Path(path).read_text(), str(path), base))
-    return cfg
-
-
-class ConfigSnapshots:
-    """Private copies (0600, in a 0700 directory) of every configuration text the daemon
-    accepted: workers load these, not the file the operator is editing, so that every
-    process reads the same bytes, and a worker restarted after a refused or a partly
-    applied reload rebuilds the configuration the others run."""
-
-    def __init__(self, source: str | Path) -> None:
-        self.source = Path(source)
-        self.base_dir = self.source.parent
-        self.dir: Path | None = None
-        self.files: list[Path] = []
-
-    def add(self, text: str) -> Path:
-        if self.dir is None:
-            self.dir = Path(tempfile.mkdtemp(prefix="dynipsec-config-"))
-        path = self.dir / f"{len(self.files)}.yaml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        self.files.append(path)
-        return path
-
-    def worker_args(self) -> list[str]:
-        if not self.files:
-            return ["--config", str(self.source)]
-        args = ["--config", str(self.files[0]), "--base-dir", str(self.base_dir)]
-        for path in self.files[1:]:
-            args += ["--then", str(path)]
-        return args
-
-    def close(self) -> None:
-        if self.dir is not None:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            self.dir = None
-            self.files = []

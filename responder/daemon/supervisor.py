@@ -36,6 +36,7 @@ from responder.config import (build_dae_clients, build_license_manager, build_po
                               build_radius_groups, radius_default_group)
 from responder.config.builders import build_lockout_settings
 from responder.config.model import ResponderConfig
+from responder.config.snapshot import worker_snapshot
 from responder.licenses import TUNNEL, LicenseRefused
 from responder.pools import Lease, PoolError
 from responder.subscriber import SubscriberEvent
@@ -44,7 +45,7 @@ from . import durability, ipc
 from .control import ControlServer
 from .lockouts import LockoutCenter, broadcaster
 from .logsetup import setup_logging
-from .reload import ConfigSnapshots, effective_config, load_text
+from .reload import effective_config, load_text
 from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,6 @@ class Supervisor:
         #: the last reload's outcome (``show statistics``, ``dynipsec reload``)
         self.last_reload: dict[str, Any] | None = None
         self._reloading = asyncio.Lock()
-        #: the accepted configuration texts the workers load (made at start)
-        self.snapshots = ConfigSnapshots(self.config_path)
 
     # -- start ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -133,11 +132,6 @@ class Supervisor:
 
     async def start(self) -> None:
         cfg = self.cfg
-        try:
-            self.snapshots.add(Path(self.config_path).read_text())
-        except OSError as exc:
-            log.warning("no private copy of %s (%s): workers read the file itself",
-                        self.config_path, exc.strerror)
         self._open_sockets()
         self.boot_id = next_boot_id(durability.state_directory(cfg))
         await asyncio.get_running_loop().run_in_executor(
@@ -169,7 +163,7 @@ class Supervisor:
 
     async def _spawn(self, handle: WorkerHandle) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [sys.executable, "-m", "responder.daemon.worker", *self.snapshots.worker_args(),
+        argv = [sys.executable, "-m", "responder.daemon.worker",
                 "--index", str(handle.index), "--workers", str(self.workers_count),
                 "--generation", str(handle.generation), "--boot-id", self.boot_id,
                 "--ipc-fd", str(child.fileno()), "--log-level", self.log_level]
@@ -185,6 +179,8 @@ class Supervisor:
         handle.channel = await ipc.open_channel(
             parent, lambda message, h=handle: self._on_worker_message(h, message),
             name=f"supervisor<-worker{handle.index}")
+        # the first line: the configuration the others run (responder/config/snapshot.py)
+        handle.channel.notify({"op": ipc.CONFIGURE, "snapshot": worker_snapshot(self.cfg)})
         self._watchers.append(asyncio.ensure_future(self._watch(handle, handle.process,
                                                                  handle.channel)))
         log.info("worker %d started (pid %d, generation %d)", handle.index,
@@ -460,11 +456,11 @@ class Supervisor:
             return self.last_reload
         effective, plan = effective_config(self.cfg, new)
         self._apply(effective, plan.applied)
-        # the workers (and any worker started later) read the very text accepted here
-        path = str(self.snapshots.add(text)) if self.snapshots.files else self.config_path
+        # the workers (and any worker started later: _spawn) get what is applied here
         workers = []
-        for reply in await self.ask_workers({"op": "reload", "path": path,
-                                             "base_dir": str(Path(self.config_path).parent)}):
+        for reply in await self.ask_workers({"op": "reload",
+                                             "snapshot": worker_snapshot(effective),
+                                             "summary": plan.summary()}):
             workers.append({"ok": bool(reply.get("ok")), "error": reply.get("error")})
         self.stats["reloads"] += 1
         log.info("configuration reloaded: %s", plan.summary())
@@ -588,7 +584,6 @@ class Supervisor:
         for handle in self.workers:
             for _, _, sock in handle.sockets:
                 sock.close()
-        self.snapshots.close()
         log.info("stopped")
 
 

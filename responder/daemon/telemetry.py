@@ -1,5 +1,5 @@
-"""A worker's operator side: subscriber event lines, metric reports to the supervisor,
-the client vendor IDs in the registry record, and configuration reloads.
+"""A worker's operator side: subscriber event lines, metric reports to the supervisor
+and the client vendor IDs in the registry record (a reload: worker_reload.py).
 
 Sits between the worker's transport and the :class:`Orchestrator` (it sees every
 engine event after the orchestrator handled it) without changing the login logic:
@@ -11,9 +11,7 @@ engine event after the orchestrator handled it) without changing the login logic
 * metric reports (``{"op": "metrics"}`` on the IPC channel, pushed every
   :data:`REPORT_INTERVAL` and pulled by the supervisor before each scrape): logins by
   outcome and reason (deltas of the orchestrator's counters) and exchange latencies
-  (phase 1, Xauth + AAA, Quick Mode, full login). The supervisor owns the registry;
-* ``reload``: the worker loads the configuration file again and applies the same
-  plan as the supervisor (responder/daemon/reload.py).
+  (phase 1, Xauth + AAA, Quick Mode, full login). The supervisor owns the registry.
 """
 from __future__ import annotations
 
@@ -26,8 +24,7 @@ from responder.ikev1 import events as ev
 from responder.ikev1 import transaction_events as tev
 from responder.ikev1.vendor_ids import recognize
 
-from .logsetup import setup_logging, subscriber_event
-from .reload import effective_config, load_text
+from .logsetup import subscriber_event
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +82,22 @@ class WorkerTelemetry:
         self._refused_before: Counter[str] = Counter()
         self._phase1_refused_ike: Counter[str] = Counter()
         self._task: asyncio.Task | None = None
-        self._radius = self._first_radius = None
 
     # -- wiring -------------------------------------------------------------------------
     def wrap_link(self, link):
         return _Link(link, self)
 
-    def attach(self, orchestrator, worker=None, radius=None) -> None:
-        """`radius`: the worker's RADIUS auth client (the worker closes it at exit; one
-        a reload made is closed here)."""
+    def attach(self, orchestrator, worker=None) -> None:
+        """`worker`: its ``channel`` carries the metric reports pushed every
+        :data:`REPORT_INTERVAL`."""
         self.orchestrator = orchestrator
         self.worker = worker
-        self._radius = self._first_radius = radius
         if worker is not None:
             self._task = asyncio.ensure_future(self._push())
 
     def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._radius is not None and self._radius is not self._first_radius:
-            self._radius.close()
 
     def vendor_ids_of(self, sa_id: str | None) -> list[str]:
         sa = self.responder.sa(sa_id) if sa_id else None
@@ -302,41 +295,4 @@ class WorkerTelemetry:
     def on_message(self, message: dict) -> dict:
         if message["op"] == "metrics":
             return self.report()
-        if message["op"] == "reload":
-            return self.reload(message["path"], message.get("base_dir"))
         raise ValueError(f"unknown op {message['op']!r}")
-
-    def reload(self, path: str, base_dir: str | None = None) -> dict:
-        """The worker's half of a reload: the text the supervisor accepted (its private
-        copy), the same plan."""
-        from pathlib import Path
-
-        from responder.config import build_responder_policy, profile_limits
-
-        from .worker import build_authenticator, transaction_policy
-
-        worker, o = self.worker, self.orchestrator
-        new, plan = effective_config(worker.cfg, load_text(
-            Path(path).read_text(), path, base_dir or Path(path).parent))
-        self.responder.policy = build_responder_policy(new)
-        o.task.policy = transaction_policy(new)
-        phase2 = getattr(self.responder, "_phase2", None)
-        if hasattr(phase2, "fallback"):
-            phase2.fallback = self.responder.policy.dynamic_esp
-        authenticator, radius = build_authenticator(new)
-        o.auth = authenticator
-        old_radius, self._radius = self._radius, radius
-        if old_radius is not None and old_radius is not self._first_radius:
-            # logins in progress may still wait for it
-            asyncio.get_running_loop().call_later(60, old_radius.close)
-        from responder.config.builders import build_esp_policy
-        o.profiles = {**o.profiles, **{p.name: p for p in new.tunnel_profiles}}
-        o.esp_policies = {**o.esp_policies,
-                          **{p.name: build_esp_policy(p) for p in new.tunnel_profiles}}
-        o.remote_delete_grace = new.ike.remote_delete_grace
-        o.table.profile_limits = dict(profile_limits(new))
-        o.cfg = new
-        worker.cfg = new
-        setup_logging(new.logging.level, new.logging.format, f"w{self.index}")
-        log.info("worker %d: configuration reloaded: %s", self.index, plan.summary())
-        return {"ok": True, "plan": plan.as_dict()}

@@ -3,8 +3,10 @@ Xauth/Mode-Config task, the RADIUS auth client, the TUN fds and the ESP SAs.
 
 Started by the supervisor as ``python -m responder.daemon.worker`` with its UDP
 sockets (already bound, in the SO_REUSEPORT groups) and one end of a socketpair
-passed as file descriptors. Holds no global resource: licenses and addresses come
-from the supervisor (:class:`IpcLink`). When the supervisor goes away (EOF on the
+passed as file descriptors; the first line on the socketpair is the configuration
+snapshot (responder/config/snapshot.py: the worker never reads the YAML file, and
+imports neither pydantic nor yaml; pyrad only with RADIUS server groups). Holds no
+global resource: licenses and addresses come from the supervisor (:class:`IpcLink`). When the supervisor goes away (EOF on the
 socketpair, or PR_SET_PDEATHSIG), the worker logs its subscribers out and exits.
 """
 from __future__ import annotations
@@ -22,15 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from responder.aaa.accounting import Counters
-from responder.aaa.base import Authenticator, Registry
-from responder.aaa.local import LocalBackend
-from responder.aaa.radius import RadiusBackend, RadiusClient
-from responder.config import (build_domain_maps, build_local_users, build_nas_identity,
-                              build_radius_groups, build_responder_policy, load_config,
-                              profile_limits, radius_default_group)
-from responder.config.model import ResponderConfig
+from responder.config.snapshot import (WorkerConfig, build_responder_policy, profile_limits,
+                                       worker_config)
 from responder.ikev1.engine import Responder
-from responder.ikev1.exchanges.transaction import TransactionPolicy, TransactionTask
+from responder.ikev1.exchanges.transaction import TransactionTask
 from responder.ikev1.transport import ResponderTransport
 from responder.netif import InterfaceManager
 from responder.subscriber import Event, SubscriberTable
@@ -44,13 +41,14 @@ from .lockouts import LoginGuard
 from .orchestrator import Orchestrator, Phase2Gate
 from .steering import cookie_for_worker, spi_for_worker
 from .logsetup import setup_logging
-from .reload import load_chain
 from .telemetry import WorkerTelemetry
 from .udpio import DatagramSocket, RawEspSocket
+from .worker_reload import WorkerReload, build_authenticator, transaction_policy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WorkerResponder", "IpcLink", "Worker", "main"]
+__all__ = ["WorkerResponder", "IpcLink", "Worker", "main", "build_authenticator",
+           "transaction_policy"]
 
 COUNTER_INTERVAL = 5.0
 #: TUN devices with a virtio_net_hdr: ESP batches written with TCP segments coalesced
@@ -128,35 +126,8 @@ class ThreadedInterfaces:
         self._executor.shutdown(wait=True)
 
 
-def transaction_policy(cfg: ResponderConfig) -> TransactionPolicy:
-    """The worker's Transaction policy: the defaults until the subscriber's profile is
-    known (the first Xauth REQUEST leaves with phase 1): the most patient of the
-    profiles' Xauth settings, push if any profile wants it. The orchestrator then sets
-    the profile's own values per SA (`TransactionTask.configure`)."""
-    profiles = cfg.tunnel_profiles
-    return TransactionPolicy(
-        xauth_max_attempts=max(p.xauth.max_attempts for p in profiles),
-        xauth_timeout=max(p.xauth.timeout for p in profiles),
-        modecfg_push=any(p.mode_config.mode == "push" for p in profiles),
-        # pull answers only what was asked; a profile's
-        # mode_config.send_unrequested changes that per SA (orchestrator)
-        answer_unrequested=False,
-        application_version="dynipsec",
-    )
-
-
-def build_authenticator(cfg: ResponderConfig) -> tuple[Authenticator, RadiusClient | None]:
-    registry = Registry()
-    registry.register(LocalBackend(build_local_users(cfg)))
-    radius = None
-    if cfg.aaa.radius is not None:
-        radius = RadiusClient(build_radius_groups(cfg), default_group=radius_default_group(cfg))
-        registry.register(RadiusBackend(radius, build_nas_identity(cfg)))
-    return Authenticator(registry, cfg.aaa.default_method, build_domain_maps(cfg)), radius
-
-
 class Worker:
-    def __init__(self, cfg: ResponderConfig, index: int, workers: int,
+    def __init__(self, cfg: WorkerConfig, index: int, workers: int,
                  sockets: list[tuple[str, int, socket.socket]], ipc_sock: socket.socket,
                  generation: int = 0, boot_id: str = "0000") -> None:
         self.cfg = cfg
@@ -199,11 +170,13 @@ class Worker:
             guard=LoginGuard(lambda m: self.channel.request(m, timeout=5), loop.time,
                              notify=self.channel.notify))
         gate.orchestrator = self.orchestrator
+        self.reloader = WorkerReload(self.index, responder=responder, gate=gate,
+                                     orchestrator=self.orchestrator, radius=radius)
         self.rt = ResponderTransport(responder, esp_handler=self.datapath.esp_received,
                                      event_handler=with_key_export(cfg.ike.key_export_file,
                                                                    self.telemetry.handle_event),
                                      loop=loop)
-        self.telemetry.attach(self.orchestrator, self, radius)
+        self.telemetry.attach(self.orchestrator, self)
         for address, port, sock in self.sockets:
             local = (address, port)
             # batched reads (udpio.py); on 4500 ESP skips the IKE transport
@@ -231,8 +204,7 @@ class Worker:
         key_pairs.cancel()
         serve.cancel()
         self.telemetry.close()
-        if radius is not None:
-            radius.close()
+        self.reloader.close()
         return 0
 
     def _stop(self, why: str) -> None:
@@ -346,7 +318,11 @@ class Worker:
         if op == "lockout":
             self.orchestrator.guard.apply(message)
             return None
-        if op in ("reload", "metrics"):
+        if op == "reload":
+            reply = self.reloader.apply(message["snapshot"], message.get("summary", ""))
+            self.cfg = self.reloader.cfg
+            return reply
+        if op == "metrics":
             return self.telemetry.on_message(message)
         if op == "shutdown":
             self._stop("supervisor asked")
@@ -377,13 +353,18 @@ def _set_parent_death_signal() -> None:
         pass
 
 
+def read_configuration(ipc_sock: socket.socket) -> WorkerConfig:
+    """The supervisor's first line: the configuration snapshot."""
+    message = ipc.read_first_message(ipc_sock)
+    if message["op"] != ipc.CONFIGURE:
+        raise ipc.IpcError(f"expected {ipc.CONFIGURE!r} first, got {message['op']!r}")
+    return worker_config(message["snapshot"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dynipsec-worker")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--base-dir", help="anchor of relative secret_file paths "
-                        "(the operator's file's directory; --config is a private copy)")
-    parser.add_argument("--then", action="append", default=[],
-                        help="a configuration accepted by a reload since (in order)")
+    parser = argparse.ArgumentParser(
+        prog="dynipsec-worker",
+        description="the configuration comes as the first line on --ipc-fd")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--generation", type=int, default=0)
@@ -397,13 +378,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format=f"%(asctime)s w{args.index} %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    cfg = load_chain([args.config, *args.then], args.base_dir)
+    ipc_sock = socket.socket(fileno=args.ipc_fd)
+    cfg = read_configuration(ipc_sock)
     setup_logging(args.log_level, cfg.logging.format, f"w{args.index}")
     sockets = []
     for spec in args.socket:
         address, port, fd = spec.rsplit(":", 2)
         sockets.append((address, int(port), socket.socket(fileno=int(fd))))
-    ipc_sock = socket.socket(fileno=args.ipc_fd)
     worker = Worker(cfg, args.index, args.workers, sockets, ipc_sock, args.generation,
                     args.boot_id)
     return asyncio.run(worker.run())

@@ -15,8 +15,8 @@ import yaml
 from responder.config import parse_config
 from responder.daemon import control
 from responder.daemon.logsetup import JsonFormatter, TextFormatter, sub_id, subscriber_event
-from responder.daemon.reload import (ConfigSnapshots, changed_paths, diff_configs,
-                                     effective_config, load_chain, pool_grows)
+from responder.config.snapshot import worker_config, worker_snapshot
+from responder.daemon.reload import changed_paths, diff_configs, effective_config, pool_grows
 from responder.daemon.supervisor import Supervisor
 from responder.daemon.telemetry import WorkerTelemetry, vendor_names
 
@@ -116,35 +116,38 @@ def test_pool_growth():
     assert changed_paths(cfg, grown) == ["pools.vr1.vr1"]
 
 
-def test_snapshots_rebuild_the_running_configuration(tmp_path):
-    """A worker started after reloads loads the accepted texts in order: restart-only
-    changes stay held back, and a broken file on disk does not matter."""
-    (tmp_path / "psk").write_text("psk-from-file\n")
-    start = copy.deepcopy(BASE)
-    start["pre_shared_keys"][0] = {"identity": "keyid:vr1", "secret_file": "psk"}
-    first = copy.deepcopy(start)
-    first["licenses"] = {"ipsec_tunnel": 9, "subscriber": 9}
-    first["vrs"]["vr1"]["netns"] = "moved"                   # needs a restart
-    snapshots = ConfigSnapshots(tmp_path / "responder.yaml")
-    try:
-        for data in (start, first):
-            snapshots.add(yaml.safe_dump(json.loads(json.dumps(data))))
-        (tmp_path / "responder.yaml").write_text("licenses: [broken")
-        args = snapshots.worker_args()
-        assert args[:2] == ["--config", str(snapshots.files[0])] and args[-2] == "--then"
-        assert oct(snapshots.files[0].stat().st_mode & 0o777) == "0o600"
-        cfg = load_chain([str(p) for p in snapshots.files], tmp_path)
-        assert cfg.licenses.ipsec_tunnel == 9 and cfg.vrs["vr1"].netns == "nsvr1"
-        assert cfg.pre_shared_keys[0].secret_bytes() == b"psk-from-file"
-        private = snapshots.dir
-    finally:
-        snapshots.close()
-    assert not private.exists() and snapshots.files == []
-
-
 # -- the supervisor applies a reload ------------------------------------------------------
 def write(path, data):
     path.write_text(yaml.safe_dump(json.loads(json.dumps(data))))
+
+
+def test_workers_get_a_snapshot_of_the_running_configuration(tmp_path):
+    """A reload sends every worker a snapshot of what the supervisor applied (restart-only
+    changes held back, secret files read); a worker started later gets the same one."""
+    (tmp_path / "psk").write_text("psk-from-file\n")
+    start = copy.deepcopy(BASE)
+    start["pre_shared_keys"][0] = {"identity": "keyid:vr1", "secret_file": "psk"}
+    path = tmp_path / "responder.yaml"
+    write(path, start)
+    sup = Supervisor(parse_config(start, base_dir=tmp_path), str(path))
+    sent = []
+
+    async def ask_workers(message):
+        sent.append(message)
+        return [{"ok": True}]
+
+    sup.ask_workers = ask_workers
+    new = copy.deepcopy(start)
+    new["aaa"]["local_users"]["dave"] = {"password": "pw-dave"}
+    new["vrs"]["vr1"]["netns"] = "moved"                     # needs a restart
+    write(path, new)
+    assert run(sup.reload())["workers"] == [{"ok": True, "error": None}]
+    (message,) = sent
+    cfg = worker_config(message["snapshot"])
+    assert "dave" in cfg.aaa.local_users and cfg.vrs["vr1"].netns == "nsvr1"
+    assert cfg.pre_shared_keys[0].secret_bytes() == b"psk-from-file"
+    assert message["snapshot"] == worker_snapshot(sup.cfg)
+    assert "restart needed for vrs.vr1.netns" in message["summary"]
 
 
 def test_supervisor_reload_applies_and_refuses(tmp_path, caplog):

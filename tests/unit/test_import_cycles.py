@@ -27,7 +27,6 @@ ALLOWED_PACKAGE_EDGES = {"responder": set(), "clients": {"responder"},
 KNOWN_CYCLES = {
     frozenset({"responder.daemon", "responder.daemon.control", "responder.daemon.metrics",
                "responder.daemon.supervisor"}),
-    frozenset({"responder.daemon.telemetry", "responder.daemon.worker"}),
 }
 
 Graph = dict[str, set[str]]
