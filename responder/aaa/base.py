@@ -7,13 +7,32 @@ singleton). :class:`Authenticator` puts domain maps and the registry together: i
 appends the profile's domain suffix, picks the back end (and RADIUS server group) the
 domain map names, and hands the request over.
 
-A refusal is a normal result (``granted=False`` with a ``reason`` for the log), not an
-exception: the Xauth exchange turns it into an Xauth status FAIL either way. Exceptions
-are kept for faults of our own (an unknown back end name in the configuration).
+A refusal is a normal result (``granted=False`` with a ``reason`` for the log and a
+:class:`Refusal` kind), not an exception: the Xauth exchange turns it into an Xauth
+status FAIL either way. The kind, never the reason text, decides what follows
+(:data:`REFUSAL_RULES`):
+
+=========================  =====  =====  ===========================================
+kind                       guess  final  set for
+=========================  =====  =====  ===========================================
+``CREDENTIALS_REJECTED``   yes    no     unknown user, wrong password, Access-Reject
+``AAA_UNAVAILABLE``        no     yes    every RADIUS server dead or silent, client
+                                         overloaded, the AAA timeout of the worker
+``AAA_ERROR``              no     yes    an exception in a back end, a reply AAA
+                                         should never send
+``POLICY``                 no     no     a refusal this gateway cannot act on (an
+                                         Access-Challenge: Xauth has no second round)
+=========================  =====  =====  ===========================================
+
+*guess*: the lockout counts it as a password guess. *final*: Xauth ends with STATUS=FAIL
+at once instead of re-prompting (asking an unavailable AAA again cannot help).
+Exceptions are kept for faults of our own (an unknown back end name in the
+configuration).
 """
 from __future__ import annotations
 
 import dataclasses
+import enum
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -83,16 +102,43 @@ class AuthRequest:
                    server_group=server_group)
 
 
+class Refusal(enum.Enum):
+    """Why AAA refused, as far as the gateway must act on it (module doc)."""
+
+    CREDENTIALS_REJECTED = "credentials-rejected"
+    AAA_UNAVAILABLE = "aaa-unavailable"
+    AAA_ERROR = "aaa-error"
+    POLICY = "policy"
+
+
+@dataclass(frozen=True)
+class RefusalRule:
+    #: the lockout counts it as a password guess
+    guess: bool
+    #: no re-prompt: Xauth STATUS=FAIL at once, the phase 1 SA goes
+    final: bool
+
+
+REFUSAL_RULES: dict[Refusal, RefusalRule] = {
+    Refusal.CREDENTIALS_REJECTED: RefusalRule(guess=True, final=False),
+    Refusal.AAA_UNAVAILABLE: RefusalRule(guess=False, final=True),
+    Refusal.AAA_ERROR: RefusalRule(guess=False, final=True),
+    Refusal.POLICY: RefusalRule(guess=False, final=False),
+}
+
+
 @dataclass(frozen=True)
 class AuthResult:
     """The back end's verdict plus the authorization it carries.
 
     Every authorization field is optional: None means "the back end did not say", and
-    the profile's default applies. ``reason`` is for logs and ``show`` output only.
+    the profile's default applies. ``reason`` is for logs and ``show`` output only;
+    ``refusal`` (set exactly when not granted) is what the gateway acts on.
     """
 
     granted: bool
     reason: str = ""
+    refusal: Refusal | None = None
     framed_ip: IPv4 | None = None
     framed_netmask: IPv4 | None = None
     pool_name: str | None = None
@@ -108,9 +154,35 @@ class AuthResult:
     #: which back end decided (for logs and accounting's Acct-Authentic)
     backend: str = ""
 
+    def __post_init__(self) -> None:
+        if self.granted == (self.refusal is not None):
+            raise ValueError("an AuthResult has a refusal kind exactly when it is not granted")
+
     @classmethod
-    def refused(cls, reason: str, backend: str = "", reply_message: str | None = None) -> "AuthResult":
-        return cls(granted=False, reason=reason, backend=backend, reply_message=reply_message)
+    def refused(cls, reason: str, refusal: Refusal, backend: str = "",
+                reply_message: str | None = None) -> "AuthResult":
+        return cls(granted=False, reason=reason, refusal=refusal, backend=backend,
+                   reply_message=reply_message)
+
+    @classmethod
+    def aaa_fault(cls, exc: BaseException, timeout: float) -> "AuthResult":
+        """The refusal for an exception out of AAA: the worker's AAA timeout (a
+        ``TimeoutError`` after ``timeout`` seconds) is unavailability, anything else an
+        error."""
+        if isinstance(exc, TimeoutError):
+            return cls.refused(f"AAA timeout: no answer within {timeout:g}s",
+                               Refusal.AAA_UNAVAILABLE)
+        return cls.refused(f"AAA error: {type(exc).__name__}: {exc}", Refusal.AAA_ERROR)
+
+    @property
+    def is_guess(self) -> bool:
+        """A refusal the lockout counts: the name or password was wrong."""
+        return self.refusal is not None and REFUSAL_RULES[self.refusal].guess
+
+    @property
+    def is_final(self) -> bool:
+        """A refusal no re-prompt can change (AAA unavailable or failing)."""
+        return self.refusal is not None and REFUSAL_RULES[self.refusal].final
 
     def with_overrides(self, **changes) -> "AuthResult":
         return dataclasses.replace(self, **changes)

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
-from responder.aaa.base import AuthRequest, AuthResult, IPv4
+from responder.aaa.base import AuthRequest, AuthResult, IPv4, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +70,11 @@ class LocalBackend:
         expected = user.password if user else _DUMMY_PASSWORD
         password_ok = hmac.compare_digest(expected, request.password)
         if user is None:
-            return AuthResult.refused("unknown user", backend=self.name)
+            return AuthResult.refused("unknown user", Refusal.CREDENTIALS_REJECTED,
+                                      backend=self.name)
         if not password_ok:
-            return AuthResult.refused("bad password", backend=self.name)
+            return AuthResult.refused("bad password", Refusal.CREDENTIALS_REJECTED,
+                                      backend=self.name)
         return AuthResult(
             granted=True, backend=self.name, framed_ip=user.address, framed_netmask=user.netmask,
             pool_name=user.pool, virtual_router=user.virtual_router, dns=user.dns, wins=user.wins,

@@ -23,6 +23,8 @@ A success resets the user's counter (not the source's: one valid account must no
 reset an address that guesses other users' passwords). User names are compared
 case-folded and without surrounding blanks, so ``Alice`` and ``alice `` share one
 counter. Refusals while locked are not failures: they neither extend nor renew a lock.
+Only a refusal of kind ``CREDENTIALS_REJECTED`` (responder/aaa/base.py) is a failure
+here: an unreachable or failing AAA says nothing about the password and locks nobody out.
 """
 from __future__ import annotations
 
@@ -31,17 +33,12 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 __all__ = ["LockoutSettings", "LockoutTable", "LockCopy", "Verdict", "Lock", "USER", "SOURCE",
-           "KINDS", "user_key", "is_guess", "lock_message", "unlock_message", "snapshot_message"]
+           "KINDS", "user_key", "lock_message", "unlock_message", "snapshot_message"]
 
 USER, SOURCE = "user", "source"
 KINDS = (USER, SOURCE)
 #: a user name is counted by its first characters only (an attacker sends what it likes)
 MAX_KEY_LENGTH = 128
-
-#: AAA refusal reasons that answer a guess (a wrong name or password); other refusals
-#: (RADIUS timeout, overload, an AAA error) say nothing about the password and are not
-#: counted, so an unreachable RADIUS server locks nobody out
-GUESS_REASONS = ("bad password", "unknown user", "Access-Reject")
 
 
 @dataclass(frozen=True)
@@ -71,11 +68,6 @@ class LockoutSettings:
 
 def user_key(username: str) -> str:
     return username.strip().casefold()[:MAX_KEY_LENGTH]
-
-
-def is_guess(reason: str) -> bool:
-    """True if an AAA refusal with this reason answers a wrong name or password."""
-    return reason.startswith(GUESS_REASONS)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,8 @@ from typing import Callable
 from pyrad import packet as rpacket
 from pyrad.dictionary import Dictionary
 
-from responder.aaa.base import AaaError, AuthRequest, AuthResult, IPv4, UnknownBackendError
+from responder.aaa.base import (AaaError, AuthRequest, AuthResult, IPv4, Refusal,
+                               UnknownBackendError)
 
 log = logging.getLogger(__name__)
 
@@ -505,19 +506,25 @@ class RadiusBackend:
             server, reply = await self.client.access_request(
                 self.request_attributes(request), request.password, request.server_group)
         except RadiusTimeout as exc:
-            return AuthResult.refused(str(exc), backend=self.name)
+            return AuthResult.refused(str(exc), Refusal.AAA_UNAVAILABLE, backend=self.name)
         except RadiusBusyError as exc:
-            return AuthResult.refused(f"RADIUS client overloaded: {exc}", backend=self.name)
+            return AuthResult.refused(f"RADIUS client overloaded: {exc}",
+                                      Refusal.AAA_UNAVAILABLE, backend=self.name)
         if reply.code == rpacket.AccessAccept:
             return parse_access_accept(reply, self.name)
         message = _reply_message(reply)
-        if reply.code == rpacket.AccessReject:
-            reason = f"Access-Reject from {server.label}"
-        elif reply.code == rpacket.AccessChallenge:
-            # Xauth has no room for a second round: a challenge is a refusal here.
-            reason = f"Access-Challenge from {server.label} (not supported)"
-        else:
-            reason = f"unexpected RADIUS reply code {reply.code} from {server.label}"
+        reason, refusal = _REFUSAL_OF_CODE.get(
+            reply.code, ("unexpected RADIUS reply code {code} from {server}", Refusal.AAA_ERROR))
+        reason = reason.format(code=reply.code, server=server.label)
         if message:
             reason += f": {message}"
-        return AuthResult.refused(reason, backend=self.name, reply_message=message)
+        return AuthResult.refused(reason, refusal, backend=self.name, reply_message=message)
+
+
+#: a refusing reply's code -> (reason for the log, refusal kind); any other code is an
+#: AAA error
+_REFUSAL_OF_CODE: dict[int, tuple[str, Refusal]] = {
+    rpacket.AccessReject: ("Access-Reject from {server}", Refusal.CREDENTIALS_REJECTED),
+    # Xauth has no room for a second round: a challenge is a refusal here.
+    rpacket.AccessChallenge: ("Access-Challenge from {server} (not supported)", Refusal.POLICY),
+}

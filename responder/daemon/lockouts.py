@@ -22,9 +22,9 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Iterable
 
+from responder.aaa.base import AuthResult
 from responder.aaa.lockout import (SOURCE, USER, LockCopy, LockoutSettings, LockoutTable,
-                                   is_guess, lock_message, snapshot_message, unlock_message,
-                                   user_key)
+                                   lock_message, snapshot_message, unlock_message, user_key)
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,11 @@ class LoginGuard:
     async def hold_locked(self) -> None:
         await self.sleep(self.copy.delay)
 
-    async def failed(self, username: str, source: str, reason: str) -> bool:
-        """After AAA refused: report a guess, wait the back-off. True if the user or the
-        source is locked now (no re-prompt then)."""
-        if not is_guess(reason):
+    async def failed(self, username: str, source: str, result: AuthResult) -> bool:
+        """After AAA refused: report a guess (``result.is_guess``: credentials rejected),
+        wait the back-off. True if the user or the source is locked now (no re-prompt
+        then)."""
+        if not result.is_guess:
             return False
         try:
             reply = await self.report({"op": "auth-failed", "user": username, "source": source})

@@ -25,8 +25,8 @@ InitialContact        noted; once AAA grants that SA's user, the user's older su
                       from the same peer address go (initial-contact, Lost-Carrier)
 ====================  ==================================================================
 
-Refusals after the Xauth credentials (no license, no address, interface trouble) end
-Xauth properly: STATUS=FAIL at once (no re-prompt), the client's ACK, then Delete.
+Refusals after the Xauth credentials (AAA unavailable, no license, no address,
+interface trouble) end Xauth properly: STATUS=FAIL at once (no re-prompt), the client's ACK, then Delete.
 
 Remote delete grace: when the peer deleted all its SAs, the subscriber waits
 ``remote_delete_grace`` seconds (interface, address, accounting kept). If the same user
@@ -472,15 +472,19 @@ class Orchestrator:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - AAA trouble is a refusal, logged
-            result = AuthResult.refused(f"AAA error: {type(exc).__name__}: {exc}")
+            result = AuthResult.aaa_fault(exc, self.aaa_timeout)
         if not sub.live:
             return
         if not result.granted:
             self.stats["aaa_refused"] += 1
             log.info("subscriber %s: user %r refused by AAA (attempt %d): %s", info.key,
                      creds.username, creds.attempt, result.reason)
+            if result.is_final:     # AAA unavailable: asking again cannot help
+                self._refuse_login(sub, info, SubscriberEvent.AUTH_FAILED, "aaa_unavailable",
+                                   f"aaa unavailable: {result.reason}")
+                return
             locked = self.guard is not None and await self.guard.failed(
-                creds.username, str(sub.peer.address), result.reason)
+                creds.username, str(sub.peer.address), result)
             if not sub.live:
                 return
             self.task.xauth_result(self.task.context(self.clock()), sa_id, False,

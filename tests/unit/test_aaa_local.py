@@ -5,7 +5,8 @@ import ipaddress
 import pytest
 
 from responder.aaa.base import (AuthRequest, AuthResult, Authenticator, DomainMapEntry, DomainMaps,
-                                NasInfo, Registry, UnknownBackendError, strip_password_nul)
+                                NasInfo, Refusal, Registry, UnknownBackendError,
+                                strip_password_nul)
 from responder.aaa.local import LocalBackend, LocalUser
 
 A = ipaddress.IPv4Address
@@ -44,8 +45,9 @@ def test_local_grant_carries_authorization():
 def test_local_refusals_have_reasons():
     backend = users()
     assert run(backend.authenticate(AuthRequest("alice", b"wrong", NAS))) == \
-        AuthResult.refused("bad password", backend="local")
-    assert run(backend.authenticate(AuthRequest("mallory", b"x", NAS))).reason == "unknown user"
+        AuthResult.refused("bad password", Refusal.CREDENTIALS_REJECTED, backend="local")
+    unknown = run(backend.authenticate(AuthRequest("mallory", b"x", NAS)))
+    assert unknown.reason == "unknown user" and unknown.refusal is Refusal.CREDENTIALS_REJECTED
 
 
 def test_nul_terminated_password_quirk_via_from_xauth():

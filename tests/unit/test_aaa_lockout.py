@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from responder.aaa.local import LocalBackend, LocalUser
-from responder.aaa.base import AuthRequest, NasInfo
+from responder.aaa.base import REFUSAL_RULES, AuthRequest, AuthResult, NasInfo, Refusal
 from responder.aaa.lockout import (SOURCE, USER, Lock, LockCopy, LockoutSettings,
-                                   LockoutTable, is_guess, lock_message, snapshot_message,
+                                   LockoutTable, lock_message, snapshot_message,
                                    unlock_message)
 
 SETTINGS = LockoutSettings(max_failures=5, max_source_failures=20, window=300, duration=300,
@@ -101,17 +101,44 @@ def test_expired_entries_make_room_before_live_ones_go():
     assert table.dropped == 0
 
 
-def test_guess_reasons():
+def test_local_refusals_are_guesses_whatever_their_text():
     users = LocalBackend([LocalUser.from_config("alice", "pw-alice")])
 
-    def reason(name, password):
-        return asyncio.run(users.authenticate(AuthRequest(name, password, NasInfo()))).reason
+    def result(name, password):
+        return asyncio.run(users.authenticate(AuthRequest(name, password, NasInfo())))
 
-    assert is_guess(reason("alice", b"wrong")) and is_guess(reason("mallory", b"x"))
-    assert is_guess("Access-Reject from 10.0.0.1:1812: bad")
-    assert not is_guess("no RADIUS server of group 'g' answered")
-    assert not is_guess("RADIUS client overloaded: 256 requests in flight")
-    assert not is_guess("AAA error: TimeoutError: ")
+    for refused in (result("alice", b"wrong"), result("mallory", b"x")):
+        assert refused.refusal is Refusal.CREDENTIALS_REJECTED and refused.is_guess
+        reworded = refused.with_overrides(reason="computer says no")
+        assert reworded.is_guess and not reworded.is_final
+
+
+def test_only_rejected_credentials_are_guesses_and_only_aaa_faults_are_final():
+    assert [k for k, rule in REFUSAL_RULES.items() if rule.guess] == [
+        Refusal.CREDENTIALS_REJECTED]
+    assert {k for k, rule in REFUSAL_RULES.items() if rule.final} == {
+        Refusal.AAA_UNAVAILABLE, Refusal.AAA_ERROR}
+    assert set(REFUSAL_RULES) == set(Refusal)
+    # the words of a guess under another kind do not make it one
+    assert not AuthResult.refused("bad password", Refusal.AAA_ERROR).is_guess
+    assert not AuthResult.refused("Access-Reject from x", Refusal.POLICY).is_guess
+    assert not AuthResult(granted=True).is_guess and not AuthResult(granted=True).is_final
+
+
+def test_a_refusal_has_a_kind_and_a_grant_none():
+    with pytest.raises(ValueError):
+        AuthResult(granted=False, reason="bad password")
+    with pytest.raises(ValueError):
+        AuthResult(granted=True, refusal=Refusal.POLICY)
+
+
+def test_aaa_faults_of_the_worker():
+    timeout = AuthResult.aaa_fault(TimeoutError(), 30.0)
+    assert timeout.refusal is Refusal.AAA_UNAVAILABLE and timeout.is_final
+    assert timeout.reason == "AAA timeout: no answer within 30s"
+    error = AuthResult.aaa_fault(KeyError("nas"), 30.0)
+    assert error.refusal is Refusal.AAA_ERROR and error.is_final and not error.is_guess
+    assert error.reason == "AAA error: KeyError: 'nas'"
 
 
 def test_lock_copy_follows_the_messages():

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from responder.aaa.base import AuthResult, Refusal
 from responder.aaa.lockout import LockoutSettings
 from responder.config.builders import build_lockout_settings
 from responder.daemon.control import ControlServer
@@ -227,10 +228,13 @@ def test_guard_counts_only_guesses_and_slows_down_without_a_supervisor():
         delays.append(seconds)
 
     guard = LoginGuard(unreachable, time.monotonic, sleep=sleep)
-    assert run(guard.failed("alice", "10.0.0.1", "no RADIUS server of group 'g' answered")) \
-        is False
+    for refusal in (Refusal.AAA_UNAVAILABLE, Refusal.AAA_ERROR, Refusal.POLICY):
+        # even in the words of a wrong password: the kind decides
+        assert run(guard.failed("alice", "10.0.0.1",
+                                AuthResult.refused("bad password", refusal))) is False
     assert reports == [] and delays == []
-    assert run(guard.failed("alice", "10.0.0.1", "bad password")) is False
+    rejected = AuthResult.refused("the server said no", Refusal.CREDENTIALS_REJECTED)
+    assert run(guard.failed("alice", "10.0.0.1", rejected)) is False
     assert reports == [{"op": "auth-failed", "user": "alice", "source": "10.0.0.1"}]
     assert delays == [1.0]
 

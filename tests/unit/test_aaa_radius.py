@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from pyrad import packet as rp
 
-from responder.aaa.base import AuthRequest, NasInfo
+from responder.aaa.base import AuthRequest, NasInfo, Refusal
 from responder.aaa.radius import (RadiusBackend, RadiusBusyError, RadiusClient, RadiusServer,
                                   RadiusTransport, ServerGroup, load_dictionary)
 
@@ -18,11 +18,13 @@ DICT = load_dictionary()
 
 class FakeRadius(asyncio.DatagramProtocol):
     """Answers Access-Request (alice/alicepw) and Accounting-Request; can drop the first
-    ``drop`` requests, delay answers, answer with a wrong secret, or leave the
-    Message-Authenticator out of its Access-Accept/Reject (``signed=False``)."""
+    ``drop`` requests, delay answers, answer with a wrong secret, leave the
+    Message-Authenticator out of its Access-Accept/Reject (``signed=False``), or refuse
+    with another code than Access-Reject (``refuse_code``)."""
 
-    def __init__(self, drop=0, delay=0.0, secret=SECRET, signed=True):
+    def __init__(self, drop=0, delay=0.0, secret=SECRET, signed=True, refuse_code=rp.AccessReject):
         self.drop, self.delay, self.secret, self.signed = drop, delay, secret, signed
+        self.refuse_code = refuse_code
         self.received = []
 
     def connection_made(self, transport):
@@ -55,7 +57,7 @@ class FakeRadius(asyncio.DatagramProtocol):
                 reply["ERX-Secondary-Wins"] = "10.50.0.138"
                 reply["Reply-Message"] = "hello alice"
             else:
-                reply.code = rp.AccessReject
+                reply.code = self.refuse_code
                 reply["Reply-Message"] = "no"
             if self.signed:
                 reply.add_message_authenticator()
@@ -131,8 +133,28 @@ def test_reject_reason_names_server_and_message():
         finally:
             client.close()
     result = asyncio.run(main())
-    assert not result.granted
+    assert not result.granted and result.refusal is Refusal.CREDENTIALS_REJECTED
     assert result.reason == "Access-Reject from 127.0.0.1: no"
+    assert result.is_guess and not result.is_final
+
+
+@pytest.mark.parametrize("code, refusal, reason", [
+    (rp.AccessChallenge, Refusal.POLICY, "Access-Challenge from 127.0.0.1 (not supported): no"),
+    (rp.AccountingResponse, Refusal.AAA_ERROR,
+     "unexpected RADIUS reply code 5 from 127.0.0.1: no"),
+])
+def test_other_refusing_codes_are_typed_by_code_not_guesses(code, refusal, reason):
+    async def main():
+        _, port = await start_fake(refuse_code=code)
+        backend, client = backend_for(server(port))
+        try:
+            return await backend.authenticate(AuthRequest("alice", b"wrong", NAS))
+        finally:
+            client.close()
+    result = asyncio.run(main())
+    assert (result.granted, result.refusal, result.reason) == (False, refusal, reason)
+    assert not result.is_guess
+    assert result.is_final is (refusal is Refusal.AAA_ERROR)
 
 
 def test_retransmission_keeps_identifier_and_authenticator():
@@ -180,8 +202,9 @@ def test_all_servers_silent_is_a_timeout_refusal():
             client.close()
             silent.close()
     result = asyncio.run(main())
-    assert not result.granted
+    assert not result.granted and result.refusal is Refusal.AAA_UNAVAILABLE
     assert result.reason.startswith("timeout: no RADIUS server answered")
+    assert result.is_final and not result.is_guess
 
 
 def test_all_servers_dead_refuses_at_once_until_dead_time_then_probes():
@@ -212,6 +235,7 @@ def test_all_servers_dead_refuses_at_once_until_dead_time_then_probes():
     first, fast, fast_seconds, unsent, probe, probe_seconds, stats = asyncio.run(main())
     assert not first.granted and first.reason.startswith("timeout: no RADIUS server answered")
     assert not fast.granted and fast.reason == "radius: no server answering (group default)"
+    assert fast.refusal is Refusal.AAA_UNAVAILABLE
     assert fast_seconds < 0.05 and unsent and stats["refused_all_dead"] == 1
     assert not probe.granted and probe_seconds >= 0.2    # both servers were tried again
 
