@@ -210,3 +210,44 @@ def test_a_reload_gives_new_logins_the_new_users_profiles_and_policy(tmp_path):
         reload.close()
 
     run(main())
+
+
+# -- the supervisor's side of a spawn --------------------------------------------------------
+def test_a_spawned_worker_gets_the_snapshot_on_its_socketpair_not_its_command_line(
+        tmp_path, monkeypatch):
+    import asyncio
+    import os
+
+    from responder.daemon.supervisor import Supervisor, WorkerHandle
+
+    cfg = model(CONFIG)
+    sup = Supervisor(cfg, str(tmp_path / "responder.yaml"))
+    handle = WorkerHandle(0, [])
+    seen = {}
+
+    class Process:
+        pid = 4242
+
+        async def wait(self):
+            await asyncio.Event().wait()
+
+    async def create_subprocess_exec(*argv, pass_fds=(), **options):
+        seen.update(argv=argv, options=options,
+                    peer=socket.socket(fileno=os.dup(pass_fds[0])))
+        return Process()
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", create_subprocess_exec)
+
+    async def main():
+        await sup._spawn(handle)
+        await handle.channel.drain()
+        handle.channel.close()          # what was sent stays readable, then EOF
+        await asyncio.sleep(0.05)
+        with seen["peer"]:
+            return ipc.read_first_message(seen["peer"])
+
+    message = run(main())
+    assert message == {"op": ipc.CONFIGURE, "snapshot": snap.worker_snapshot(cfg)}
+    command_line = " ".join(seen["argv"])
+    assert "responder.daemon.worker" in command_line and "env" not in seen["options"]
+    assert not [s for s in ("psk-vr1", "psk-vr2", "pw-alice", "pw-bob") if s in command_line]
