@@ -30,6 +30,11 @@ Rules applied, in order:
 8. Disconnect: every matching session is torn down (reason radius-disconnect, so its
    accounting Stop says Admin-Reset, §3.6) -> Disconnect-ACK.
    CoA: Session-Timeout / Idle-Timeout applied to every matching session -> CoA-ACK.
+
+Counters (:meth:`DaeProcessor.counters`, for ``show statistics`` and the metrics):
+requests that verified, ACKs and NAKs by kind (``disconnect`` / ``coa``), NAKs by
+Error-Cause (those of the replay rules too), replays answered from the cache, and the
+silent drops and refusals by reason (``stats``).
 """
 from __future__ import annotations
 
@@ -63,6 +68,9 @@ SESSION_CONTEXT_NOT_REMOVABLE = 504
 RESOURCES_UNAVAILABLE = 506
 
 SERVICE_TYPE_AUTHORIZE_ONLY = 17
+
+#: the request kinds counted apart
+DAE_KINDS = ("disconnect", "coa")
 
 #: RFC 5176 §3: attributes that identify the NAS
 NAS_IDENTIFICATION = frozenset({"NAS-IP-Address", "NAS-Identifier", "NAS-IPv6-Address"})
@@ -189,7 +197,23 @@ class DaeProcessor:
         self.replay_window = replay_window
         self.require_event_timestamp = require_event_timestamp
         self.stats: collections.Counter[str] = collections.Counter()
+        #: kind ("disconnect" / "coa") -> verified requests, ACKs sent
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.acks: collections.Counter[str] = collections.Counter()
+        #: (kind, Error-Cause) -> NAKs sent
+        self.naks: collections.Counter[tuple[str, int]] = collections.Counter()
         self.replay_cache = ReplayCache(cache_size)
+
+    def counters(self) -> dict:
+        """JSON-ready counters (Error-Cause values as strings: JSON object keys)."""
+        naks: dict[str, dict[str, int]] = {kind: {} for kind in DAE_KINDS}
+        for (kind, cause), count in sorted(self.naks.items()):
+            naks[kind][str(cause)] = count
+        return {"requests": {k: self.requests[k] for k in DAE_KINDS},
+                "acks": {k: self.acks[k] for k in DAE_KINDS}, "naks": naks,
+                "replays_answered_from_cache": self.stats["replays_answered_from_cache"],
+                "other": {k: v for k, v in sorted(self.stats.items())
+                          if k != "replays_answered_from_cache"}}
 
     def handle(self, raw: bytes, source: tuple[str, int], now: float) -> bytes | None:
         """``now`` is wall-clock time (seconds since the epoch) for Event-Timestamp."""
@@ -201,6 +225,7 @@ class DaeProcessor:
         request = self._decode(raw, client)
         if request is None:
             return None
+        self.requests[_kind(request)] += 1
         stamp = _event_timestamp(request)
         refusal = self._replay_refusal(stamp, now)
         if refusal is not None:
@@ -254,8 +279,8 @@ class DaeProcessor:
                     f"Event-Timestamp {now - stamp:+.0f}s off (window {self.replay_window:.0f}s)")
         return None
 
-    @staticmethod
-    def _nak(request: rpacket.CoAPacket, error_cause: int) -> bytes:
+    def _nak(self, request: rpacket.CoAPacket, error_cause: int) -> bytes:
+        self.naks[(_kind(request), error_cause)] += 1
         reply = request.CreateReply()
         reply.code = (rpacket.DisconnectNAK if request.code == rpacket.DisconnectRequest
                       else rpacket.CoANAK)
@@ -282,6 +307,7 @@ class DaeProcessor:
             log.info("%s-Request from %s: NAK %d (%s)", kind, client.address, nak.error_cause, nak)
             return self._nak(request, nak.error_cause)
         self.stats[f"{kind.lower()}_ack"] += 1
+        self.acks[_kind(request)] += 1
         log.info("%s-Request from %s: ACK (%d session(s))", kind, client.address, len(sessions))
         return request.CreateReply().ReplyPacket()
 
@@ -324,6 +350,10 @@ class DaeProcessor:
             framed_ip=ipaddress.IPv4Address(framed) if framed is not None else None,
             nas_port=_first(request, "NAS-Port"),
             calling_station_id=_first(request, "Calling-Station-Id"))
+
+
+def _kind(request: rpacket.Packet) -> str:
+    return "disconnect" if request.code == rpacket.DisconnectRequest else "coa"
 
 
 def _first(request: rpacket.Packet, name: str):

@@ -26,6 +26,11 @@ packets:
 * :class:`RadiusBackend` is the AAA back end: PAP Access-Request with the NAS
   attributes, reply attributes into an :class:`AuthResult`.
 
+Counters (:meth:`RadiusClient.counters`, for ``show statistics`` and the metrics): per
+server (group, index; named by its address) the :data:`SERVER_COUNTERS`, per group the requests
+refused while every server was dead, and the transport's own (drops by reason,
+retransmissions, busy refusals).
+
 Retransmission rules: an Access-Request is retransmitted unchanged (same Identifier and
 Request Authenticator, RFC 5080 §2.2.1) to one server; another server gets a freshly
 encoded packet (its own secret). An Accounting-Request gets a new Identifier on every
@@ -90,6 +95,12 @@ class RadiusServer:
     @property
     def label(self) -> str:
         return f"{self.address}"
+
+
+#: per-server counters: requests sent to it (the first transmission), requests it left
+#: unanswered after every retransmission, times it was marked dead, replies dropped for
+#: want of a Message-Authenticator
+SERVER_COUNTERS = ("requests", "timeouts", "dead_marks", "dropped_no_message_authenticator")
 
 
 @dataclass(frozen=True)
@@ -291,6 +302,26 @@ class RadiusClient:
         #: until the server answers, so that a passed entry means "probe due"
         self._dead_until: dict[tuple[str, int], float] = {}
         self._probing: set[tuple[str, int]] = set()
+        #: (group, server index) -> SERVER_COUNTERS
+        self.server_stats: dict[tuple[str, int], collections.Counter[str]] = {}
+        #: group -> requests refused at once while every server was dead
+        self.refused_no_server: collections.Counter[str] = collections.Counter()
+
+    def _count(self, key: tuple[str, int], counter: str) -> None:
+        self.server_stats.setdefault(key, collections.Counter())[counter] += 1
+
+    def counters(self) -> dict:
+        """JSON-ready: every configured server (zeros included) and the groups."""
+        servers = []
+        for group in self.groups.values():
+            for index, (server, name) in enumerate(zip(group.servers, _server_names(group))):
+                counted = self.server_stats.get((group.name, index), {})
+                servers.append({"group": group.name, "server": name,
+                                "dead": self.is_dead(group.name, index),
+                                **{c: counted.get(c, 0) for c in SERVER_COUNTERS}})
+        return {"servers": servers,
+                "refused_no_server": {g: self.refused_no_server[g] for g in self.groups},
+                "transport": dict(self.transport.stats)}
 
     def group(self, name: str | None) -> ServerGroup:
         try:
@@ -318,10 +349,12 @@ class RadiusClient:
             probe = key in self._dead_until
             if probe:
                 self._probing.add(key)
+            self._count(key, "requests")
             try:
                 reply = await self._exchange_with(server, port_of(server), encode_for,
                                                   new_id_each_time)
             except TimeoutError:
+                self._count(key, "timeouts")
                 self._mark_dead(group, key, server, port_of(server))
                 continue
             finally:
@@ -333,6 +366,7 @@ class RadiusClient:
             return server, reply
         if not tried:
             self.transport.stats["refused_all_dead"] += 1
+            self.refused_no_server[group.name] += 1
             raise RadiusNoServer(f"radius: no server answering (group {group.name})")
         raise RadiusTimeout(f"timeout: no RADIUS server answered (group {group.name})")
 
@@ -345,6 +379,7 @@ class RadiusClient:
     def _mark_dead(self, group: ServerGroup, key: tuple[str, int], server: RadiusServer,
                    port: int) -> None:
         self._dead_until[key] = self.clock() + group.dead_time
+        self._count(key, "dead_marks")
         log.warning("RADIUS server %s:%d (group %s) did not answer; marked dead for %.0fs, "
                     "failing over", server.address, port, group.name, group.dead_time)
 
@@ -362,10 +397,14 @@ class RadiusClient:
                 # RFC 3579 §3.2 / BlastRADIUS (CVE-2024-3596): sign the request
                 request.add_message_authenticator()
                 raw = request.RequestPacket()
-                return raw, self._verifier(request, server.require_message_authenticator)
+                key = (chosen.name, chosen.servers.index(server))
+                return raw, self._verifier(request, server.require_message_authenticator,
+                                           lambda: self._count(
+                                               key, "dropped_no_message_authenticator"))
             return encode
 
-        return await self._failover(self.group(group), lambda s: s.auth_port, encode_for, False)
+        chosen = self.group(group)
+        return await self._failover(chosen, lambda s: s.auth_port, encode_for, False)
 
     async def send_accounting(self, attributes: dict[str, object], created_at: float,
                               group: str | None = None) -> None:
@@ -383,12 +422,14 @@ class RadiusClient:
 
         await self._failover(self.group(group), lambda s: s.acct_port, encode_for, True)
 
-    def _verifier(self, request: rpacket.Packet, enforce_ma: bool):
+    def _verifier(self, request: rpacket.Packet, enforce_ma: bool,
+                  on_no_message_authenticator: Callable[[], None] = lambda: None):
         def verify(raw: bytes):
             reply = request.CreateReply(packet=raw)
             if not request.VerifyReply(reply, raw):
                 return None
             if enforce_ma and not _has_message_authenticator(raw):
+                on_no_message_authenticator()
                 raise ReplyRefused("dropped_no_message_authenticator",
                                    f"code {raw[0]} without Message-Authenticator "
                                    "(require_message_authenticator)")
@@ -400,6 +441,14 @@ class RadiusClient:
 
 
 MESSAGE_AUTHENTICATOR = 80
+
+
+def _server_names(group: ServerGroup) -> list[str]:
+    """Each server's name in counters: its address, with the port where the group has
+    that address twice."""
+    addresses = collections.Counter(s.address for s in group.servers)
+    return [s.address if addresses[s.address] == 1 else f"{s.address}:{s.auth_port}"
+            for s in group.servers]
 
 
 def _has_message_authenticator(raw: bytes) -> bool:

@@ -11,7 +11,10 @@ Requests (``{"cmd": ...}``) and what they answer:
 ``{"cmd": "show", "what": "licenses"}``      total / in use / free, refused by reason
 ``{"cmd": "show", "what": "pools"}``         per VR and pool: size / used / free
 ``{"cmd": "show", "what": "tunnel-profiles"}``  profile -> VR, pool, subscribers
-``{"cmd": "show", "what": "statistics"}``    engine, worker, data path, accounting counters
+``{"cmd": "show", "what": "statistics"}``    engine, worker, data path, accounting
+                                             counters; RADIUS clients (``radius``: the
+                                             supervisor's for accounting, each worker's
+                                             for AAA) and DAE (``dae``)
 ``{"cmd": "logout", "user": U | "address":   ``{"ok": true, "count": N}``
 A, "vr": V | "profile": P | "all": true}``
 ``{"cmd": "show", "what": "lockouts"}``      Xauth failure counters: key, kind (user /
@@ -187,7 +190,7 @@ class ControlServer:
             workers = await s.ask_workers({"op": "show", "what": "statistics"})
             accounting = vars(s.accountant.stats) if s.accountant else None
             return {"supervisor": dict(s.stats), "refused": dict(s.refused),
-                    "accounting": accounting, "workers": workers,
+                    "accounting": accounting, **s.aaa_counters(), "workers": workers,
                     "subscribers": len(s.registry), "reload": s.last_reload,
                     "metrics": (f"{s.cfg.metrics.address}:{s.cfg.metrics.port}"
                                 if s.metrics is not None else None)}
@@ -331,13 +334,26 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
         for key, item in value.items():
             out += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
         return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = []
+        for index, item in enumerate(value):
+            rest = {k: v for k, v in item.items() if k not in ("group", "server")}
+            out += _flatten(rest, f"{prefix}.{_row_label(item, index)}")
+        return out
     return [(prefix, _cell(value))]
+
+
+def _row_label(row: dict, index: int) -> str:
+    """A list row's name in flat output: ``group/server`` (RADIUS servers), else its index."""
+    return f"{row['group']}/{row['server']}" if "group" in row and "server" in row else str(index)
 
 
 def _statistics(answer: dict) -> str:
     parts = [f"subscribers  {answer.get('subscribers', 0)}"]
     sections = [("supervisor", answer.get("supervisor")), ("refused", answer.get("refused")),
-                ("accounting", answer.get("accounting")), ("reload", answer.get("reload")),
+                ("accounting", answer.get("accounting")),
+                ("radius accounting", answer.get("radius")), ("dae", answer.get("dae")),
+                ("reload", answer.get("reload")),
                 ("metrics", answer.get("metrics"))]
     for index, worker in enumerate(answer.get("workers") or []):
         sections.append((f"worker {index}", worker))

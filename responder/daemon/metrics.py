@@ -30,6 +30,28 @@ metric                                      labels
                                             not asked
 ==========================================  ======================================
 
+RADIUS clients (label ``client``: ``worker0``, ``worker1``... ask for AAA,
+``accounting`` is the supervisor's) and the DAE server (RFC 5176):
+
+==========================================================  ============================
+metric                                                      labels
+==========================================================  ============================
+``dynipsec_radius_requests_total``                          client, group, server
+``dynipsec_radius_timeouts_total``                          client, group, server
+``dynipsec_radius_dead_marks_total``                        client, group, server
+``dynipsec_radius_dropped_no_message_authenticator_total``  client, group, server
+``dynipsec_radius_server_dead``                             client, group, server (1/0)
+``dynipsec_radius_refused_no_server_total``                 client, group
+``dynipsec_dae_requests_total`` / ``_acks_total``           kind (disconnect / coa)
+``dynipsec_dae_naks_total``                                 kind, error_cause
+``dynipsec_dae_replays_total``                              - (answered from the cache)
+``dynipsec_dae_discarded_total``                            reason (``dropped_*``,
+                                                            ``refused_*``)
+==========================================================  ============================
+
+A timeout is a request a server left unanswered after every retransmission; a
+refused-no-server request was not sent (every server of the group marked dead).
+
 Packets and octets are subscriber traffic as accounting counts it (inner packets):
 the sessions that ended plus the live ones. "in" is from the subscriber.
 """
@@ -232,6 +254,9 @@ class _StateCollector:
         restarts.add_metric([], s.stats.get("worker_restarts", 0))
         yield restarts
         yield from _lockout_metrics(s.lockouts.table, m.worker_stats)
+        aaa = s.aaa_counters()
+        yield from _radius_metrics(_radius_clients(aaa["radius"], m.worker_stats))
+        yield from _dae_metrics(aaa["dae"])
 
 
 #: the orchestrator's refusal reasons of a login refused while locked
@@ -260,3 +285,73 @@ def _lockout_metrics(table, worker_stats: list[dict]):
         refused.add_metric([reason], sum(int((reply.get("refused") or {}).get(reason, 0))
                                          for reply in worker_stats if "error" not in reply))
     yield refused
+
+
+#: per-server RADIUS client counters (RadiusClient.counters) -> metric name and help
+RADIUS_SERVER_METRICS = {
+    "requests": ("dynipsec_radius_requests", "RADIUS requests sent to a server"),
+    "timeouts": ("dynipsec_radius_timeouts",
+                 "RADIUS requests a server left unanswered after every retransmission"),
+    "dead_marks": ("dynipsec_radius_dead_marks", "Times a RADIUS server was marked dead"),
+    "dropped_no_message_authenticator": (
+        "dynipsec_radius_dropped_no_message_authenticator",
+        "RADIUS replies dropped for want of a Message-Authenticator"),
+}
+RADIUS_LABELS = ["client", "group", "server"]
+
+
+def _radius_clients(accounting: dict | None, worker_stats: list[dict]) -> list[tuple[str, dict]]:
+    """(client label, RadiusClient.counters()) of the supervisor and every worker."""
+    clients = [("accounting", accounting)] if accounting else []
+    for index, reply in enumerate(worker_stats):
+        if "error" not in reply and reply.get("radius"):
+            clients.append((f"worker{index}", reply["radius"]))
+    return clients
+
+
+def _radius_metrics(clients: list[tuple[str, dict]]):
+    families = {key: CounterMetricFamily(name, text, labels=RADIUS_LABELS)
+                for key, (name, text) in RADIUS_SERVER_METRICS.items()}
+    dead = GaugeMetricFamily("dynipsec_radius_server_dead",
+                             "1 while a RADIUS server is marked dead", labels=RADIUS_LABELS)
+    refused = CounterMetricFamily("dynipsec_radius_refused_no_server",
+                                  "RADIUS requests refused at once: every server of the "
+                                  "group marked dead", labels=["client", "group"])
+    for client, counters in clients:
+        for row in counters.get("servers", []):
+            labels = [client, str(row["group"]), str(row["server"])]
+            for key, family in families.items():
+                family.add_metric(labels, row.get(key, 0))
+            dead.add_metric(labels, 1 if row.get("dead") else 0)
+        for group, count in (counters.get("refused_no_server") or {}).items():
+            refused.add_metric([client, group], count)
+    yield from families.values()
+    yield dead
+    yield refused
+
+
+def _dae_metrics(counters: dict | None):
+    """RFC 5176 server counters (DaeProcessor.counters); nothing without DAE."""
+    if counters is None:
+        return
+    requests = CounterMetricFamily("dynipsec_dae_requests",
+                                   "DAE requests that verified, by kind", labels=["kind"])
+    acks = CounterMetricFamily("dynipsec_dae_acks", "DAE ACKs sent", labels=["kind"])
+    for kind, count in counters["requests"].items():
+        requests.add_metric([kind], count)
+        acks.add_metric([kind], counters["acks"].get(kind, 0))
+    naks = CounterMetricFamily("dynipsec_dae_naks", "DAE NAKs sent by Error-Cause",
+                               labels=["kind", "error_cause"])
+    for kind, causes in counters["naks"].items():
+        for cause, count in causes.items():
+            naks.add_metric([kind, cause], count)
+    replays = CounterMetricFamily("dynipsec_dae_replays",
+                                  "DAE requests seen before, answered from the replay cache")
+    replays.add_metric([], counters["replays_answered_from_cache"])
+    discarded = CounterMetricFamily("dynipsec_dae_discarded",
+                                    "DAE requests dropped or refused before matching, by "
+                                    "reason", labels=["reason"])
+    for reason, count in counters["other"].items():
+        if reason.startswith(("dropped_", "refused_")):
+            discarded.add_metric([reason], count)
+    yield from (requests, acks, naks, replays, discarded)

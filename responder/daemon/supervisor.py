@@ -416,6 +416,11 @@ class Supervisor:
                 if key in self.registry:
                     self.counters[key] = Counters(*values)
 
+    def aaa_counters(self) -> dict:
+        """The supervisor's RADIUS client (accounting) and DAE counters; None: not in use."""
+        return {"radius": self._radius.counters() if self._radius is not None else None,
+                "dae": self._dae.processor.counters() if self._dae is not None else None}
+
     def subscriber_rows(self) -> list[dict]:
         now = time.time()
         rows = []

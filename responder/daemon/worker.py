@@ -341,7 +341,8 @@ class Worker:
             return {"engine": dict(self.responder.stats), "worker": dict(o.stats),
                     "refused": dict(o.refused), "datapath": dict(self.datapath.stats),
                     "transaction": dict(o.task.stats), "ike_sas": self.responder.sa_count,
-                    "subscribers": len(o.table)}
+                    "subscribers": len(o.table),
+                    "radius": self.reloader.radius.counters() if self.reloader.radius else None}
         raise ipc.IpcError(f"unknown show {what!r}")
 
 

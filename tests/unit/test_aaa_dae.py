@@ -202,3 +202,21 @@ def test_proxy_state_is_echoed(setup):
     _, _, proc, _ = setup
     raw = request(rp.CoARequest, User_Name="alice", Session_Timeout=9, Proxy_State=b"ps1")
     assert decode(proc.handle(raw, CLIENT, NOW), raw)["Proxy-State"] == [b"ps1"]
+
+
+def test_counters_requests_acks_naks_by_error_cause_and_replays(setup):
+    _, sub, proc, _ = setup
+    stale = request(rp.DisconnectRequest, stamp=NOW - 1000, User_Name="alice")
+    nobody = request(rp.CoARequest, User_Name="nobody", Session_Timeout=5)
+    change = request(rp.CoARequest, User_Name="alice", Session_Timeout=50)
+    disconnect = request(rp.DisconnectRequest, User_Name="alice")
+    for raw in (stale, nobody, change, disconnect, disconnect):   # the last: a replay
+        assert proc.handle(raw, CLIENT, NOW) is not None
+    assert proc.handle(request(rp.DisconnectRequest, secret=b"wrong"), CLIENT, NOW) is None
+    counters = proc.counters()
+    assert counters["requests"] == {"disconnect": 3, "coa": 2}
+    assert counters["acks"] == {"disconnect": 1, "coa": 1}
+    assert counters["naks"] == {"disconnect": {"404": 1}, "coa": {"503": 1}}
+    assert counters["replays_answered_from_cache"] == 1
+    assert counters["other"]["dropped_bad_authenticator"] == 1
+    assert counters["other"]["refused_stale_timestamp"] == 1

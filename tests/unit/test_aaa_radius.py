@@ -368,3 +368,32 @@ def test_accounting_new_identifier_and_delay_time_on_retransmission():
     first, second = asyncio.run(main())
     assert first.id != second.id                         # RFC 2866 §5.2
     assert first["Acct-Delay-Time"] == [3] and second.VerifyAcctRequest()
+
+
+def test_counters_per_server_and_group():
+    now = [1000.0]
+
+    async def main():
+        silent, dead = await dead_port()
+        _, unsigned = await start_fake(signed=False)
+        backend, client = backend_for(server(dead, timeout=0.05, retries=1),
+                                      server(unsigned, timeout=0.05, retries=0),
+                                      dead_time=30, clock=lambda: now[0])
+        try:
+            for _ in range(2):    # 1st: both time out (the 2nd's reply dropped), 2nd: not sent
+                await backend.authenticate(AuthRequest("alice", b"alicepw", NAS))
+            return client.counters(), dead
+        finally:
+            client.close()
+            silent.close()
+    counters, dead = asyncio.run(main())
+    first, second = counters["servers"]
+    # one address twice in the group: the port tells the servers apart
+    assert first == {"group": "default", "server": f"127.0.0.1:{dead}", "dead": True,
+                     "requests": 1, "timeouts": 1, "dead_marks": 1,
+                     "dropped_no_message_authenticator": 0}
+    assert (second["requests"], second["timeouts"], second["dead_marks"]) == (1, 1, 1)
+    assert second["dropped_no_message_authenticator"] == 1 and second["dead"]
+    assert counters["refused_no_server"] == {"default": 1}
+    assert counters["transport"]["retransmissions"] == 1
+    assert counters["transport"]["dropped_no_message_authenticator"] == 1
