@@ -2,7 +2,9 @@
 RADIUS client learns the server is dead) with the lab's FreeRADIUS as its only server.
 A subscriber logged in before FreeRADIUS stops stays; the first login after the stop
 waits for the timeouts and marks the server dead; the logins after it are refused in
-well under a second with the reason "radius: no server answering (group lab)"."""
+well under a second with the reason "radius: no server answering (group lab)". AAA
+unavailable is final for the login: one Xauth round each (no re-prompt), counted as
+aaa_unavailable; ``show statistics`` shows the worker's RADIUS client counters."""
 from __future__ import annotations
 
 import re
@@ -30,6 +32,15 @@ def _seconds_from_asking_to_refusal(log: str, user: str) -> tuple[float, str]:
     return (at(refused) - at(asked)).total_seconds(), refused.group(2)
 
 
+def _xauth_rounds(log: str, user: str) -> int:
+    return len(re.findall(rf"Xauth user '{user}', attempt \d+: asking AAA", log))
+
+
+def _torn_down(gateway, log_start: int, user: str) -> bool:
+    log = gateway.log_path.read_text(errors="replace")[log_start:]
+    return re.search(rf"subscriber \d+ \({user}\) teardown: auth-failed", log) is not None
+
+
 def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
         lab, plan, gateway_factory, wait_until):
     with gateway_factory("dynipsec", "radius-faults", aaa="radius", workers=1) as gateway:
@@ -39,7 +50,7 @@ def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
             first.wait_up(20)
             lab.radius.stop()
             try:
-                refusals = {}
+                refusals, rounds = {}, {}
                 for index in (46, 47, 48):
                     user = f"user{index:03d}"
                     log_start = gateway.log_path.stat().st_size
@@ -49,9 +60,14 @@ def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
                         assert wait_until(
                             lambda: f"AAA refuse for '{user}'" in gateway.log_path.read_text(
                                 errors="replace")[log_start:], 20), user
+                        # the login's end (after 3 rounds if Xauth re-prompted)
+                        assert wait_until(lambda: _torn_down(gateway, log_start, user), 20)
                     log = gateway.log_path.read_text(errors="replace")[log_start:]
                     refusals[user] = _seconds_from_asking_to_refusal(log, user)
+                    rounds[user] = _xauth_rounds(log, user)
+                    assert f"aaa unavailable: {refusals[user][1]}" in log, log[-3000:]
                 rows = cli(gateway, "show", "subscribers", "--json")
+                stats = cli(gateway, "show", "statistics", "--json")
             finally:
                 lab.radius.start()
     users = {row.get("user") for row in rows["rows"]}
@@ -61,3 +77,13 @@ def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
     for user in ("user047", "user048"):
         seconds, reason = refusals[user]
         assert reason == NO_SERVER and seconds < 1.0, (user, seconds, reason)
+    assert rounds == {"user046": 1, "user047": 1, "user048": 1}
+    (worker,) = stats["workers"]
+    assert worker["refused"].get("aaa_unavailable") == 3, worker["refused"]
+    radius = worker["radius"]
+    (server,) = [row for row in radius["servers"] if row["group"] == "lab"]
+    # user045's request, user046's that timed out (then every server dead)
+    assert server["requests"] == 2 and server["timeouts"] == 1, server
+    assert server["dead_marks"] == 1 and server["dead"] is True, server
+    assert server["dropped_no_message_authenticator"] == 0, server
+    assert radius["refused_no_server"]["lab"] == 2, radius
