@@ -4,7 +4,8 @@ A subscriber logged in before FreeRADIUS stops stays; the first login after the 
 waits for the timeouts and marks the server dead; the logins after it are refused in
 well under a second with the reason "radius: no server answering (group lab)". AAA
 unavailable is final for the login: one Xauth round each (no re-prompt), counted as
-aaa_unavailable; ``show statistics`` shows the worker's RADIUS client counters."""
+aaa_unavailable; ``show statistics`` shows the worker's RADIUS client counters and the
+DAE counters (a Disconnect-Request for nobody: NAK 503)."""
 from __future__ import annotations
 
 import re
@@ -68,6 +69,9 @@ def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
                     assert f"aaa unavailable: {refusals[user][1]}" in log, log[-3000:]
                 rows = cli(gateway, "show", "subscribers", "--json")
                 stats = cli(gateway, "show", "statistics", "--json")
+                # DAE needs no RADIUS server: a Disconnect for nobody is NAKed 503
+                nak = lab.aaa_disconnect(user="user999")
+                dae = cli(gateway, "show", "statistics", "--json")["dae"]
             finally:
                 lab.radius.start()
     users = {row.get("user") for row in rows["rows"]}
@@ -87,3 +91,6 @@ def test_radius_down_refuses_new_logins_fast_and_keeps_the_logged_in(
     assert server["dead_marks"] == 1 and server["dead"] is True, server
     assert server["dropped_no_message_authenticator"] == 0, server
     assert radius["refused_no_server"]["lab"] == 2, radius
+    assert "Disconnect-NAK" in nak, nak
+    assert dae["requests"]["disconnect"] == 1 and dae["acks"]["disconnect"] == 0, dae
+    assert dae["naks"]["disconnect"] == {"503": 1}, dae
