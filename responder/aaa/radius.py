@@ -397,10 +397,9 @@ class RadiusClient:
                 # RFC 3579 §3.2 / BlastRADIUS (CVE-2024-3596): sign the request
                 request.add_message_authenticator()
                 raw = request.RequestPacket()
-                key = (chosen.name, chosen.servers.index(server))
-                return raw, self._verifier(request, server.require_message_authenticator,
-                                           lambda: self._count(
-                                               key, "dropped_no_message_authenticator"))
+                verify = self._verifier(request, server.require_message_authenticator)
+                return raw, self._counting_refusals(
+                    (chosen.name, chosen.servers.index(server)), verify)
             return encode
 
         chosen = self.group(group)
@@ -422,14 +421,22 @@ class RadiusClient:
 
         await self._failover(self.group(group), lambda s: s.acct_port, encode_for, True)
 
-    def _verifier(self, request: rpacket.Packet, enforce_ma: bool,
-                  on_no_message_authenticator: Callable[[], None] = lambda: None):
+    def _counting_refusals(self, key: tuple[str, int], verify: Callable[[bytes], object]):
+        """`verify`, counting the replies it refuses under the server `key` too."""
+        def counting(raw: bytes):
+            try:
+                return verify(raw)
+            except ReplyRefused as refused:
+                self._count(key, refused.counter)
+                raise
+        return counting
+
+    def _verifier(self, request: rpacket.Packet, enforce_ma: bool):
         def verify(raw: bytes):
             reply = request.CreateReply(packet=raw)
             if not request.VerifyReply(reply, raw):
                 return None
             if enforce_ma and not _has_message_authenticator(raw):
-                on_no_message_authenticator()
                 raise ReplyRefused("dropped_no_message_authenticator",
                                    f"code {raw[0]} without Message-Authenticator "
                                    "(require_message_authenticator)")
