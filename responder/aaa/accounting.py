@@ -256,6 +256,7 @@ class Accountant:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._sync_scheduled = False
         self._replay_journal()
 
     def _replay_journal(self) -> None:
@@ -348,6 +349,30 @@ class Accountant:
             self.stats.journal_errors += 1
             log.error("accounting journal %s not written (%s): %s of %s kept in memory only",
                       self.journal.path, exc.strerror, record.status.name, record.session_id)
+            return
+        self._sync_soon()
+
+    def _sync_soon(self) -> None:
+        """One fsync for every record queued in this turn of the event loop."""
+        if self._sync_scheduled or not self.journal.unsynced:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:      # no loop (tests, start-up): sync now
+            self._sync_journal()
+            return
+        self._sync_scheduled = True
+        loop.call_soon(self._sync_journal)
+
+    def _sync_journal(self) -> None:
+        self._sync_scheduled = False
+        if self.journal is None:
+            return
+        try:
+            self.journal.sync()
+        except OSError as exc:
+            self.stats.journal_errors += 1
+            log.error("accounting journal %s not synced: %s", self.journal.path, exc.strerror)
 
     def _journal_done(self, record: AccountingRecord) -> None:
         if self.journal is None or record.journal_id is None:
@@ -403,6 +428,8 @@ class Accountant:
                 await self._wakeup.wait()
                 continue
             record = self._queue[0]
+            if self.journal is not None and self.journal.unsynced_add:
+                self._sync_journal()     # on disk before it leaves
             record.attempts += 1
             try:
                 await self.sender.send_accounting(record.attributes, record.created_at, self.group)

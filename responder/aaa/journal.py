@@ -10,9 +10,11 @@ cut short by a crash is ignored. When nothing is pending the file is truncated, 
 ``compact_after`` done marks it is rewritten (temporary file, fsync, rename) with only
 the pending adds, so it stays about as large as the queue.
 
-``fsync=True`` (the default) syncs after every line: a record survives a crash of the
-daemon and of the host. With ``fsync=False`` the kernel's page cache holds it: it
-survives a daemon crash (SIGKILL included) but not a power loss.
+Every line is written to the kernel at once (``write`` + ``flush``): it survives a crash
+of the daemon (SIGKILL included). With ``fsync=True`` (the default) :meth:`sync` also
+puts it on disk, for a host crash; the accountant calls it once per burst of records
+(group commit: one fsync, ~0.2 ms here, covers every line written before it) and before
+every send, so a record is on disk before it leaves. ``fsync=False``: never synced.
 
 :class:`DeadLetters` is an append-only JSON-lines file of the records no server
 acknowledged (each line: when, why, attempts, the record's attributes).
@@ -79,6 +81,8 @@ class AccountingJournal:
         self._pending: dict[int, Entry] = self._read()
         self._next_id = max(self._pending, default=0) + 1
         self._done_since_compaction = 0
+        self._unsynced = False        # any line written since the last sync
+        self._unsynced_add = False    # an add among them: a record not yet on disk
         self._handle = open(self.path, "a")
         os.chmod(self.path, 0o600)
         self.compact()
@@ -104,9 +108,10 @@ class AccountingJournal:
         return len(self._pending)
 
     def add(self, entry: Entry) -> int:
-        """Write one entry (durably, with ``fsync``) and return its id."""
+        """Write one entry (to the kernel; :meth:`sync` for the disk) and return its id."""
         entry_id, self._next_id = self._next_id, self._next_id + 1
         self._write({"op": _ADD, "id": entry_id, "entry": entry})
+        self._unsynced_add = self.fsync
         self._pending[entry_id] = entry
         return entry_id
 
@@ -129,14 +134,32 @@ class AccountingJournal:
         os.chmod(self.path, 0o600)
         self._handle = open(self.path, "a")
         self._done_since_compaction = 0
+        self._unsynced = self._unsynced_add = False
+
+    @property
+    def unsynced(self) -> bool:
+        """Lines written since the last :meth:`sync` (always False without ``fsync``)."""
+        return self._unsynced
+
+    @property
+    def unsynced_add(self) -> bool:
+        """A record added since the last :meth:`sync` (done marks alone do not count: a lost
+        one only means the record is sent once more after a host crash)."""
+        return self._unsynced_add
+
+    def sync(self) -> None:
+        """Put every line written so far on disk (one fsync; nothing to do: no call)."""
+        if self._unsynced:
+            os.fsync(self._handle.fileno())
+            self._unsynced = self._unsynced_add = False
 
     def _write(self, item: dict) -> None:
         self._handle.write(json.dumps(item, separators=(",", ":")) + "\n")
         self._handle.flush()
-        if self.fsync:
-            os.fsync(self._handle.fileno())
+        self._unsynced = self.fsync
 
     def close(self) -> None:
+        self.sync()
         self._handle.close()
 
 
@@ -165,19 +188,24 @@ class DeadLetters:
 
 def next_boot_id(state_dir: str | os.PathLike) -> str:
     """This start's number (8 hex digits), one more than the last start's, kept in
-    ``<state_dir>/boot-count``. Unique per start as long as the directory persists; if
-    it cannot be written, a random number is used (and a warning logged)."""
+    ``<state_dir>/boot-count``. A directory without the file starts from a random number:
+    a fresh state directory (a new install, a tmpfs after a host reboot, another daemon on
+    the same RADIUS server) must not reuse the ids of another one. If the file cannot be
+    written, a random number is used (and a warning logged)."""
     path = Path(state_dir) / BOOT_COUNT_FILE
     try:
-        previous = int(path.read_text().strip() or 0)
+        count = (int(path.read_text().strip()) + 1) & 0xFFFFFFFF
     except (FileNotFoundError, ValueError):
-        previous = 0
-    count = (previous + 1) & 0xFFFFFFFF
+        count = _random_boot()
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         _replace_atomically(path, f"{count}\n")
     except OSError as exc:
-        count = int.from_bytes(os.urandom(4), "big")
+        count = _random_boot()
         log.warning("boot counter %s not writable (%s): random boot id %08X", path,
                     exc.strerror, count)
     return f"{count:08X}"
+
+
+def _random_boot() -> int:
+    return int.from_bytes(os.urandom(4), "big")

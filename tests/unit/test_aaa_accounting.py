@@ -271,11 +271,20 @@ def test_accounting_on_and_off_records():
     assert off.attributes["Acct-Status-Type"] == 8
 
 
-def test_boot_id_differs_on_every_start(tmp_path):
-    ids = [next_boot_id(tmp_path) for _ in range(3)]
-    assert ids == ["00000001", "00000002", "00000003"]
-    (tmp_path / "boot-count").write_text("garbage")
-    assert next_boot_id(tmp_path) == "00000001"
+def test_boot_id_counts_up_from_a_random_start(tmp_path):
+    ids = [int(next_boot_id(tmp_path), 16) for _ in range(3)]
+    assert ids[1:] == [(ids[0] + 1) & 0xFFFFFFFF, (ids[0] + 2) & 0xFFFFFFFF]
+    (tmp_path / "boot-count").write_text("41\n")
+    assert next_boot_id(tmp_path) == "0000002A"
+
+
+def test_fresh_state_directories_do_not_share_boot_ids(tmp_path):
+    """Two daemons (or one before and after a tmpfs state directory is wiped) reporting
+    to one RADIUS server: their Acct-Session-Ids must not collide."""
+    firsts = {next_boot_id(tmp_path / str(n)) for n in range(20)}
+    assert len(firsts) == 20
+    (tmp_path / "0" / "boot-count").write_text("garbage")
+    assert next_boot_id(tmp_path / "0") not in firsts
 
 
 def test_journal_ignores_a_line_cut_short_by_a_crash(tmp_path):
@@ -311,3 +320,30 @@ def test_failures_that_sent_nothing_are_not_attempts(tmp_path):
     acct.start_session(session())
     assert asyncio.run(_run_until_drained(acct))
     assert [a["Acct-Session-Id"] for a in sender.sent] == ["S1"] and acct.stats.dead_lettered == 0
+
+
+def test_a_burst_of_records_is_synced_once_and_before_it_is_sent(tmp_path, monkeypatch):
+    """Group commit: the records queued in one turn of the event loop share one fsync,
+    and that fsync happens before the first of them is handed to the sender."""
+    import os as _os
+    events = []
+    real_fsync = _os.fsync
+    monkeypatch.setattr("responder.aaa.journal.os.fsync",
+                        lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+
+    class OrderedSender:
+        async def send_accounting(self, attributes, created_at, group=None):
+            events.append("send")
+
+    async def main():
+        acct = Accountant(OrderedSender(), journal=AccountingJournal(tmp_path / "j"))
+        events.clear()                               # compaction at open is not the burst
+        task = asyncio.create_task(acct.run())
+        for n in range(50):
+            acct.start_session(session(session_id=f"S{n}"))
+        assert await acct.drain(5)
+        task.cancel()
+    asyncio.run(main())
+    assert events.count("send") == 50
+    assert events[0] == "fsync"
+    assert events.count("fsync") <= 3, events[:10]
