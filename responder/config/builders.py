@@ -109,7 +109,8 @@ def flood_limits(limits) -> dict:
     return {name: getattr(limits, name) for name in (
         "max_half_open_per_prefix", "half_open_prefix_v4", "half_open_prefix_v6",
         "max_unproven_resends", "unauthenticated_notify_rate",
-        "unauthenticated_notify_burst")}
+        "unauthenticated_notify_burst", "first_messages_per_s",
+        "first_messages_per_prefix_per_s")}
 
 
 def build_responder_policy(cfg: ResponderConfig) -> ResponderPolicy:

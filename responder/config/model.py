@@ -277,6 +277,8 @@ class LimitsConfig(Strict):
     max_unproven_resends: int = Field(4, ge=0, le=20)
     unauthenticated_notify_rate: float = Field(50.0, gt=0)
     unauthenticated_notify_burst: int = Field(100, ge=1)
+    first_messages_per_s: float = Field(400.0, ge=0)
+    first_messages_per_prefix_per_s: float = Field(10.0, gt=0)
 
 
 class RetransmitConfig(Strict):

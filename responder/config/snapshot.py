@@ -126,6 +126,8 @@ class LimitsConfig:
     max_unproven_resends: int
     unauthenticated_notify_rate: float
     unauthenticated_notify_burst: int
+    first_messages_per_s: float
+    first_messages_per_prefix_per_s: float
 
 
 @dataclass(frozen=True)
@@ -478,7 +480,8 @@ def _static_tunnel(tunnel) -> StaticTunnel:
 _LIMIT_FIELDS = ("max_half_open", "max_half_open_per_peer", "half_open_timeout", "max_sas",
                  "max_sas_per_peer", "max_half_open_per_prefix", "half_open_prefix_v4",
                  "half_open_prefix_v6", "max_unproven_resends", "unauthenticated_notify_rate",
-                 "unauthenticated_notify_burst")
+                 "unauthenticated_notify_burst", "first_messages_per_s",
+                 "first_messages_per_prefix_per_s")
 
 
 def build_responder_policy(cfg) -> ResponderPolicy:

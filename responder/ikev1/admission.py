@@ -16,19 +16,28 @@ keeps its slot for as long as `max_half_open` newer message 1s take to
 arrive (it needs one round trip to send message 3).
 
 `TokenBucket` bounds the error notifies sent to unproven sources.
+
+`FirstMessageGate` sheds message 1s before they are parsed, when they come
+faster than `Limits.first_messages_per_s` (the I/O layer asks it for every
+datagram, as strongSwan's receiver does before a job is queued): answering a
+message 1 costs a parse, a proposal match and a reply (Aggressive Mode: a
+DH), so a flood faster than that rate would take the CPU the honest logins
+need. Under that pressure each prefix gets `first_messages_per_prefix_per_s`
+of its own: a flood is held to its prefixes' budgets while a peer from any
+other prefix still gets its one message 1 through.
 """
 
 from __future__ import annotations
 
 import socket
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable, Literal
 
 from .enums import ExchangeType
 from .policy import Limits, ResponderPolicy
 
-__all__ = ["AdmissionBook", "Decision", "TokenBucket", "UNPROVEN_STATES", "policy_refusal",
+__all__ = ["AdmissionBook", "Decision", "FirstMessageGate", "TokenBucket", "UNPROVEN_STATES", "policy_refusal",
            "prefix_of", "unproven"]
 
 #: (exchange, state) of an SA whose peer has not yet sent message 3
@@ -237,6 +246,47 @@ class TokenBucket:
             return False
         self._tokens -= 1.0
         return True
+
+
+#: bytes 8..16 of the ISAKMP header: the responder cookie, zero in a message 1
+_RESPONDER_COOKIE = slice(8, 16)
+_NO_COOKIE = bytes(8)
+#: prefix buckets kept (least recently used dropped first): a flood from more
+#: prefixes than this gets fresh buckets, and is then bounded by the evictions
+#: of the AdmissionBook instead
+MAX_GATED_PREFIXES = 4096
+
+
+class FirstMessageGate:
+    """`admit(data, peer, now)`: False sheds a message 1 unparsed (see the module
+    docstring). Everything that is not a message 1 passes: an SA in progress is
+    never slowed down by a flood."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.enabled = limits.first_messages_per_s > 0
+        self._free = TokenBucket(limits.first_messages_per_s,
+                                 max(1, int(2 * limits.first_messages_per_s)))
+        self._prefix_rate = limits.first_messages_per_prefix_per_s
+        self._prefix_burst = max(1, int(2 * self._prefix_rate))
+        self._bits = (limits.half_open_prefix_v4, limits.half_open_prefix_v6)
+        self._prefixes: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+
+    def admit(self, data: bytes, peer: str, now: float) -> bool:
+        if not self.enabled or len(data) < 28 or data[_RESPONDER_COOKIE] != _NO_COOKIE:
+            return True
+        return self._free.take(now) or self._bucket(peer).take(now)
+
+    def _bucket(self, peer: str) -> TokenBucket:
+        prefix = prefix_of(peer, *self._bits)
+        bucket = self._prefixes.get(prefix)
+        if bucket is None:
+            bucket = TokenBucket(self._prefix_rate, self._prefix_burst)
+            self._prefixes[prefix] = bucket
+            if len(self._prefixes) > MAX_GATED_PREFIXES:
+                self._prefixes.popitem(last=False)
+        else:
+            self._prefixes.move_to_end(prefix)
+        return bucket
 
 
 def _bump(counter: Counter, key: Hashable, delta: int) -> None:

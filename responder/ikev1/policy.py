@@ -398,6 +398,12 @@ class Limits:
     #: bucket per engine (rate per second, burst); the rest is counted.
     unauthenticated_notify_rate: float = 50.0
     unauthenticated_notify_burst: int = 100
+    #: Message 1s per second (burst: twice that) let through unparsed by the
+    #: receiving socket's FirstMessageGate; beyond it only a prefix's own
+    #: `first_messages_per_prefix_per_s` pass, the rest is shed (admission.py).
+    #: 0: no gate.
+    first_messages_per_s: float = 400.0
+    first_messages_per_prefix_per_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import Callable, Iterable
 
+from .admission import FirstMessageGate
 from .engine import Address, Responder
 from .events import Event
 from .natt_framing import Port4500Kind, classify_port4500
@@ -60,6 +61,8 @@ class ResponderTransport:
         self._endpoints: dict[Address, _Endpoint] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._gate: FirstMessageGate | None = None
+        self._gate_limits = None
 
     # ------------------------------------------------------------ sockets
     async def open(self, addresses: Iterable[str], *, ike_port: int = IKE_PORT,
@@ -103,8 +106,22 @@ class ResponderTransport:
                 if self._esp_handler is not None:
                     self._esp_handler(content, local, remote)
                 return
-        self.responder.receive_datagram(data, local, remote, self._loop.time())
+            message = content
+        else:
+            message = data
+        now = self._loop.time()
+        if not self._first_message_gate().admit(message, remote[0], now):
+            self.responder.stats["dropped_first_message_shed"] += 1
+            return
+        self.responder.receive_datagram(data, local, remote, now)
         self._after_engine()
+
+    def _first_message_gate(self) -> FirstMessageGate:
+        """The gate of the engine's current limits (a reload replaces them)."""
+        limits = self.responder.policy.limits
+        if self._gate_limits is not limits:
+            self._gate, self._gate_limits = FirstMessageGate(limits), limits
+        return self._gate
 
     def _on_timer(self) -> None:
         self._timer = None
