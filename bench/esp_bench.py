@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from responder.esp import TRANSFORMS, EspSAParams, InboundSA, OutboundSA  # noqa: E402
-from responder.esp.transforms import EspTransform  # noqa: E402
+from responder.esp.transforms import EspCipherSuite  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "esp.json"
 INNER_SIZE = 1400
@@ -30,7 +30,7 @@ def inner_packet(size: int = INNER_SIZE) -> bytes:
     return bytes(header) + bytes(size - len(header))
 
 
-def sa_pair(transform: EspTransform) -> tuple[OutboundSA, InboundSA]:
+def sa_pair(transform: EspCipherSuite) -> tuple[OutboundSA, InboundSA]:
     params = EspSAParams(
         spi=0x1000, enc_id=transform.enc_id, auth_id=transform.auth_id,
         key_bits=transform.key_bits, enc_key=os.urandom(transform.enc_key_size),
@@ -39,7 +39,7 @@ def sa_pair(transform: EspTransform) -> tuple[OutboundSA, InboundSA]:
     return OutboundSA(params), InboundSA(params)
 
 
-def bench(transform: EspTransform, packets: int) -> dict[str, object]:
+def bench(transform: EspCipherSuite, packets: int) -> dict[str, object]:
     outbound, inbound = sa_pair(transform)
     inner = inner_packet()
     encapsulate, decapsulate = outbound.encapsulate, inbound.decapsulate

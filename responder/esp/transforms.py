@@ -228,10 +228,6 @@ class EspCipherSuite:
         return keyed_hmac(self.integrity, auth_key)
 
 
-#: Former name of :class:`EspCipherSuite`, for importers that still use it.
-EspTransform = EspCipherSuite
-
-
 def keyed_hmac(integrity: HashEntry, key: bytes) -> KeyedIntegrity:
     """The truncated HMAC of ``integrity`` bound to one SA's key."""
     if len(key) != integrity.key_size:
