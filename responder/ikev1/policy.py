@@ -277,9 +277,6 @@ class EspTransformSpec:
         return f"{cipher}{'-' + str(self.key_length) if self.key_length else ''}/{auth}"
 
 
-#: Former name of :class:`EspTransformSpec`, for importers that still use it.
-EspTransform = EspTransformSpec
-
 DEFAULT_ESP_TRANSFORMS = (
     EspTransformSpec(EspTransformId.AES_CBC, 256, IpsecAuthAlgorithm.HMAC_SHA2_256),
     EspTransformSpec(EspTransformId.AES_CBC, 128, IpsecAuthAlgorithm.HMAC_SHA2_256),

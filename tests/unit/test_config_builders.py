@@ -21,7 +21,7 @@ from responder.esp.transforms import lookup_transform
 from responder.ikev1.enums import (AuthMethod, EncryptionAlgorithm, EspTransformId,
                                    GroupDescription, HashAlgorithm, IdType,
                                    IpsecAuthAlgorithm)
-from responder.ikev1.policy import EspTransform, Identity, IkeTransform, RuleAction
+from responder.ikev1.policy import EspTransformSpec, Identity, IkeTransform, RuleAction
 from responder.licenses import LicenseRefused
 
 LAB = Path(__file__).parents[2] / "responder" / "examples" / "lab-default.yaml"
@@ -118,9 +118,9 @@ def test_rules_timers_and_flags(lab):
 
 def test_esp_policy_of_a_profile(lab):
     esp = build_esp_policy(lab.profile("group-vr1"))
-    assert esp.transforms[0] == EspTransform(EspTransformId.AES_CBC, 256,
-                                             IpsecAuthAlgorithm.HMAC_SHA2_256)
-    assert EspTransform(EspTransformId.AES_GCM_16, 128, None) in esp.transforms
+    assert esp.transforms[0] == EspTransformSpec(EspTransformId.AES_CBC, 256,
+                                                 IpsecAuthAlgorithm.HMAC_SHA2_256)
+    assert EspTransformSpec(EspTransformId.AES_GCM_16, 128, None) in esp.transforms
     assert esp.pfs_group is None and esp.lifetime_seconds == 3600
 
 

@@ -121,10 +121,6 @@ class NegotiatedEspTransform:
         )
 
 
-#: Former name of :class:`NegotiatedEspTransform`, for importers that still use it.
-EspTransform = NegotiatedEspTransform
-
-
 def _esp_integrity(cipher: CipherEntry, auth_algorithm: int | None) -> HashEntry | None:
     if cipher.aead:
         if auth_algorithm is not None:
