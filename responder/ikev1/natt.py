@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .crypto.prf import HashAlgorithm
+from .crypto.prf import HashFunction
 from .enums import EncapsulationMode, PayloadType
 from .vendor_ids import NattVersion
 
@@ -69,13 +69,13 @@ def _ip_port_bytes(address: tuple[str, int]) -> bytes:
     return ipaddress.ip_address(ip).packed + port.to_bytes(2, "big")
 
 
-def natd_hash(hash_alg: HashAlgorithm, cky_i: bytes, cky_r: bytes,
+def natd_hash(hash_alg: HashFunction, cky_i: bytes, cky_r: bytes,
               address: tuple[str, int]) -> bytes:
     """HASH(CKY-I | CKY-R | IP | Port), RFC 3947 §3.2."""
     return hash_alg.hash(cky_i + cky_r + _ip_port_bytes(address))
 
 
-def build_natd_hashes(hash_alg: HashAlgorithm, cky_i: bytes, cky_r: bytes, *,
+def build_natd_hashes(hash_alg: HashFunction, cky_i: bytes, cky_r: bytes, *,
                       local: tuple[str, int], remote: tuple[str, int],
                       force_encap: bool = False,
                       rng: Callable[[int], bytes] | None = None) -> list[bytes]:
@@ -94,7 +94,7 @@ def build_natd_hashes(hash_alg: HashAlgorithm, cky_i: bytes, cky_r: bytes, *,
     return [remote_hash, local_hash]
 
 
-def detect_nat(hash_alg: HashAlgorithm, cky_i: bytes, cky_r: bytes,
+def detect_nat(hash_alg: HashFunction, cky_i: bytes, cky_r: bytes,
                received: Sequence[bytes], *, local: tuple[str, int],
                remote: tuple[str, int], force_encap: bool = False) -> NatStatus:
     """Compare the peer's NAT-D payloads with what we see (RFC 3947 §3.2).

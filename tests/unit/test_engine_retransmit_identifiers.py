@@ -247,7 +247,7 @@ def test_failed_quick_mode_retransmission_gets_the_same_notify():
 # ------------------------------------------------ A4: one error family
 @pytest.mark.parametrize("cls, notify", [
     (crypto_errors.InvalidKeyInformation, NotifyType.INVALID_KEY_INFORMATION),
-    (crypto_errors.PayloadMalformed, NotifyType.PAYLOAD_MALFORMED),
+    (crypto_errors.CiphertextMalformed, NotifyType.PAYLOAD_MALFORMED),
     (crypto_errors.InvalidHash, NotifyType.INVALID_HASH_INFORMATION),
     (crypto_errors.AuthenticationFailed, NotifyType.AUTHENTICATION_FAILED),
 ])

@@ -59,10 +59,6 @@ class CiphertextMalformed(CryptoError, RemoteProtocolError):
     notify = PAYLOAD_MALFORMED
 
 
-#: Former name of :class:`CiphertextMalformed`, for importers that still use it.
-PayloadMalformed = CiphertextMalformed
-
-
 class InvalidHash(CryptoError, RemoteProtocolError):
     """A HASH payload of a phase 2 / informational / transaction message is wrong."""
 

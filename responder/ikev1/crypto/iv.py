@@ -117,7 +117,7 @@ class MessageCipher:
         )
 
     def decrypt(self, message_id: int, ciphertext: bytes) -> bytes:
-        """Plaintext including padding; raises PayloadMalformed on a bad length."""
+        """Plaintext including padding; raises CiphertextMalformed on a bad length."""
         return self.cipher.decrypt(self.key, self.ivs.iv_for(message_id), ciphertext)
 
     def decrypt_informational(self, message_id: int, ciphertext: bytes) -> bytes:

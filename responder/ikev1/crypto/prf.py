@@ -55,9 +55,6 @@ HASH_ALGORITHMS: Mapping[int, HashFunction] = {
     number: HashFunction.from_entry(entry) for number, entry in IKE_HASHES.items()
 }
 
-#: Former name of :class:`HashFunction`, for importers that still use it.
-HashAlgorithm = HashFunction
-
 
 def hash_algorithm(number: int) -> HashFunction:
     """The registry entry for an IKE hash algorithm number."""
