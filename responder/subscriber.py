@@ -436,10 +436,6 @@ class Subscriber:
         return sorted(due, key=_TIMER_PRIORITY.__getitem__)
 
 
-#: The enum's earlier name, still imported by modules outside the subscriber lifecycle.
-Event = SubscriberEvent
-
-
 # -- the table ---------------------------------------------------------------------------------
 
 
@@ -587,6 +583,6 @@ class SubscriberTable:
 
 
 if __name__ == "__main__":  # python -m responder.subscriber  -> the table for docs/subscribers.md
-    # import by module name: run as __main__, this file's Event is another class
+    # import by module name: run as __main__, this file's SubscriberEvent is another class
     from responder.subscriber import state_table_markdown as _generated_table
     print(_generated_table(), end="")

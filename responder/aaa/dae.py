@@ -127,8 +127,8 @@ class SubscriberDirectory:
                      or str(s.peer.address) == query.calling_station_id)]
 
     def disconnect(self, session) -> None:
-        from responder.subscriber import Event
-        session.teardown(Event.RADIUS_DISCONNECT)
+        from responder.subscriber import SubscriberEvent
+        session.teardown(SubscriberEvent.RADIUS_DISCONNECT)
 
     def change(self, session, change: AuthorizationChange) -> None:
         if change.session_timeout is not None:

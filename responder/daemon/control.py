@@ -202,7 +202,7 @@ class ControlServer:
         if not req.get("all") and not any(criteria.values()):
             raise ControlError("logout needs --user, --address, --vr, --profile or --all")
         records = s.select(**criteria) if not req.get("all") else list(s.registry.values())
-        from responder.subscriber import Event
+        from responder.subscriber import SubscriberEvent as Event
         return await s.logout(records, Event.ADMIN_LOGOUT)
 
 

@@ -30,7 +30,7 @@ from responder.ikev1.engine import Responder
 from responder.ikev1.exchanges.transaction import TransactionTask
 from responder.ikev1.transport import ResponderTransport
 from responder.netif import InterfaceManager
-from responder.subscriber import Event, SubscriberTable
+from responder.subscriber import SubscriberEvent as Event, SubscriberTable
 
 from . import ipc
 from .datapath import DataPath

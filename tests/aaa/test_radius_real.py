@@ -20,7 +20,7 @@ from responder.aaa.base import AuthRequest, NasInfo
 from responder.aaa.dae import DaeClient, DaeListener, DaeProcessor, SubscriberDirectory
 from responder.aaa.radius import (RadiusBackend, RadiusClient, RadiusServer, RadiusTransport,
                                   ServerGroup)
-from responder.subscriber import Event, Peer, ResourceKind, State, SubscriberTable
+from responder.subscriber import Peer, ResourceKind, State, SubscriberEvent, SubscriberTable
 
 pytestmark = pytest.mark.aaa
 
@@ -107,7 +107,7 @@ def test_accounting_start_interim_stop_in_detail_file(freeradius):
                                   nas_attributes={"NAS-IP-Address": "127.0.0.1", "NAS-Port": 1}),
                 counters=lambda: counters)
             assert accountant.tick(1000.0) == 1
-            accountant.stop_session(session_id, Event.DPD_TIMEOUT, now=1010.0)
+            accountant.stop_session(session_id, SubscriberEvent.DPD_TIMEOUT, now=1010.0)
             assert await accountant.drain(10)
             return accountant.stats
         finally:
@@ -145,11 +145,11 @@ def _radclient(freeradius, port: int, kind: str, attributes: str,
 
 def _subscriber_with_accounting(table, accountant, username, address):
     sub = table.create(Peer(A("198.18.1.1")), "p", now=0.0)
-    sub.handle(Event.XAUTH_STARTED)
+    sub.handle(SubscriberEvent.XAUTH_STARTED)
     sub.authorize(now=0.0, session_timeout=100)
     table.set_username(sub, username)
     table.bind_address(sub, "dlvr1", A(address))
-    sub.handle(Event.INTERFACE_CREATED)
+    sub.handle(SubscriberEvent.INTERFACE_CREATED)
     accountant.start_session(AccountingSession(sub.acct_session_id, username, A(address),
                                                started_at=0.0))
     sub.ledger.take(ResourceKind.ACCOUNTING, sub.acct_session_id,
@@ -197,7 +197,7 @@ def test_radclient_disconnect_coa_and_unknown_session(freeradius):
 
     out, carol, dave = asyncio.run(main())
     assert "Received Disconnect-ACK" in out["disconnect"], out["disconnect"]
-    assert carol.state is State.GONE and carol.teardown_event is Event.RADIUS_DISCONNECT
+    assert carol.state is State.GONE and carol.teardown_event is SubscriberEvent.RADIUS_DISCONNECT
     assert "Received Disconnect-NAK" in out["unknown"], out["unknown"]
     assert "Session-Context-Not-Found" in out["unknown"]
     assert "Received CoA-ACK" in out["coa"], out["coa"]

@@ -7,7 +7,7 @@ from pyrad import packet as rp
 
 from responder.aaa.dae import DaeClient, DaeProcessor, SubscriberDirectory
 from responder.aaa.radius import load_dictionary
-from responder.subscriber import Event, Peer, ResourceKind, State, SubscriberTable
+from responder.subscriber import Peer, ResourceKind, State, SubscriberEvent, SubscriberTable
 
 A = ipaddress.IPv4Address
 DICT = load_dictionary()
@@ -18,7 +18,7 @@ NOW = 1_700_000_000.0
 
 def log_in(table, user="alice", address="10.99.1.5"):
     sub = table.create(Peer(A("198.18.1.9")), "p", now=0)
-    sub.handle(Event.XAUTH_STARTED)
+    sub.handle(SubscriberEvent.XAUTH_STARTED)
     sub.authorize(now=0.0, session_timeout=100)
     table.set_username(sub, user)
     table.bind_address(sub, "vr1", A(address))
@@ -58,7 +58,7 @@ def test_disconnect_by_session_id_tears_down_and_acks(setup):
     raw = request(rp.DisconnectRequest, Acct_Session_Id=sub.acct_session_id, User_Name="alice")
     reply = decode(proc.handle(raw, CLIENT, NOW), raw)
     assert reply.code == rp.DisconnectACK
-    assert sub.state is State.GONE and sub.teardown_event is Event.RADIUS_DISCONNECT
+    assert sub.state is State.GONE and sub.teardown_event is SubscriberEvent.RADIUS_DISCONNECT
     assert released == ["address"] and len(table) == 0
     # a retransmission gets the same ACK, not a 503
     assert decode(proc.handle(raw, CLIENT, NOW), raw).code == rp.DisconnectACK

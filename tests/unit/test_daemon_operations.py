@@ -19,6 +19,7 @@ from responder.config.snapshot import worker_config, worker_snapshot
 from responder.daemon.reload import changed_paths, diff_configs, effective_config, pool_grows
 from responder.daemon.supervisor import Supervisor
 from responder.daemon.telemetry import WorkerTelemetry, vendor_names
+from responder.subscriber import SubscriberEvent
 
 from .test_daemon_orchestrator import CONFIG, Rig, run
 
@@ -233,7 +234,7 @@ def test_login_events_outcomes_and_latencies(tmp_path, caplog):
         assert await rig.run_until(lambda: rig.orchestrator.refused["auth-failed"] == 1)
         (key, record), = rig.supervisor.registry.items()
         report = telemetry.report()
-        rig.orchestrator.logout([key], __import__("responder.subscriber").subscriber.Event.ADMIN_LOGOUT)
+        rig.orchestrator.logout([key], SubscriberEvent.ADMIN_LOGOUT)
         return record, report, bad
 
     with caplog.at_level(logging.INFO):

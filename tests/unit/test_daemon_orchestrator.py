@@ -27,7 +27,7 @@ from responder.esp import EspSAParams, InboundSA, OutboundSA
 from responder.ikev1.exchanges.transaction import TransactionTask
 from responder.ikev1.policy import Identity
 from responder.netif import InterfaceManager
-from responder.subscriber import Event, State, SubscriberTable
+from responder.subscriber import State, SubscriberEvent, SubscriberTable
 
 SERVER = ("198.18.0.1", 500)
 
@@ -315,7 +315,7 @@ def test_license_refusal_and_admin_logout(tmp_path):
         assert len(rig.supervisor.registry) == 1
         # admin logout: Delete to the client, Stop with admin-logout, license back
         key = next(iter(rig.supervisor.registry))
-        assert rig.orchestrator.logout([key], Event.ADMIN_LOGOUT) == 1
+        assert rig.orchestrator.logout([key], SubscriberEvent.ADMIN_LOGOUT) == 1
         assert await rig.run_until(lambda: first.finished)
         assert rig.link.downs == [(key, "admin-logout")]
         assert [s.in_use for s in rig.supervisor.licenses.stats()] == [0, 0]
@@ -368,7 +368,7 @@ def test_missing_vr_namespace_refuses_the_login_as_an_internal_error(tmp_path, c
         assert await rig.run_until(lambda: session.finished)
         assert not session.established
         (sub,) = interfaces.subscribers_at_failure
-        assert sub.teardown_event is Event.INTERNAL_ERROR
+        assert sub.teardown_event is SubscriberEvent.INTERNAL_ERROR
         assert TERMINATE_CAUSE[sub.teardown_event] is TerminateCause.NAS_ERROR
         # refused before accounting Start: no Start, so no Stop; everything went back
         assert rig.link.downs == [] and not rig.supervisor.registry and not rig.supervisor.held

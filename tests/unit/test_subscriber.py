@@ -7,8 +7,8 @@ import pytest
 
 from responder.licenses import LicenseManager
 from responder.pools import PoolManager
-from responder.subscriber import (LIVE_STATES, TEARDOWN_EVENTS, TRANSITIONS, Event,
-                                  LifecycleError, Peer, ResourceKind, State, Subscriber,
+from responder.subscriber import (LIVE_STATES, TEARDOWN_EVENTS, TRANSITIONS, LifecycleError,
+                                  Peer, ResourceKind, State, Subscriber, SubscriberEvent,
                                   SubscriberGoneError, SubscriberTable, TableFullError,
                                   state_table_markdown)
 
@@ -16,8 +16,8 @@ A = ipaddress.IPv4Address
 PEER = Peer(A("198.18.1.1"), 4500)
 
 #: the happy path, as the Xauth/Mode-Config/Quick Mode code drives it
-LOGIN = [Event.XAUTH_STARTED, Event.AUTH_GRANTED, Event.INTERFACE_CREATED, Event.CONFIG_SENT,
-         Event.PHASE2_UP]
+LOGIN = [SubscriberEvent.XAUTH_STARTED, SubscriberEvent.AUTH_GRANTED,
+         SubscriberEvent.INTERFACE_CREATED, SubscriberEvent.CONFIG_SENT, SubscriberEvent.PHASE2_UP]
 
 
 def new_sub(table=None, profile="p"):
@@ -29,7 +29,7 @@ def drive_to(sub, state):
     path = {State.INSTANTIATED: 0, State.AUTHENTICATING: 1, State.AUTHORIZED: 2,
             State.INTERFACE_UP: 3, State.CONFIGURED: 4, State.ACTIVE: 5}[state]
     for event in LOGIN[:path]:
-        if event is Event.AUTH_GRANTED:
+        if event is SubscriberEvent.AUTH_GRANTED:
             sub.authorize(now=0.0)
         else:
             sub.handle(event)
@@ -39,12 +39,12 @@ def drive_to(sub, state):
 def test_happy_path():
     sub = new_sub()
     drive_to(sub, State.ACTIVE)
-    sub.handle(Event.PHASE2_UP)      # rekey
+    sub.handle(SubscriberEvent.PHASE2_UP)      # rekey
     assert sub.state is State.ACTIVE
 
 
 @pytest.mark.parametrize("state", sorted(LIVE_STATES, key=lambda s: s.value))
-@pytest.mark.parametrize("event", list(Event), ids=lambda e: e.value)
+@pytest.mark.parametrize("event", list(SubscriberEvent), ids=lambda e: e.value)
 def test_every_event_in_every_live_state(state, event):
     """Either the table's transition happens, or LifecycleError names state and event."""
     sub = new_sub()
@@ -63,14 +63,14 @@ def test_every_event_in_every_live_state(state, event):
         assert sub.handle(event) is expected
 
 
-@pytest.mark.parametrize("event", list(Event), ids=lambda e: e.value)
+@pytest.mark.parametrize("event", list(SubscriberEvent), ids=lambda e: e.value)
 def test_every_event_after_teardown(event):
     sub = new_sub()
     drive_to(sub, State.ACTIVE)
-    sub.teardown(Event.ADMIN_LOGOUT)
+    sub.teardown(SubscriberEvent.ADMIN_LOGOUT)
     if event in TEARDOWN_EVENTS:
         assert sub.teardown(event) == []          # harmless, nothing released again
-        assert sub.state is State.GONE and sub.teardown_event is Event.ADMIN_LOGOUT
+        assert sub.state is State.GONE and sub.teardown_event is SubscriberEvent.ADMIN_LOGOUT
     else:
         with pytest.raises(LifecycleError):
             sub.handle(event)
@@ -88,10 +88,10 @@ def test_teardown_releases_in_reverse_order_once():
                  ResourceKind.ROUTE, ResourceKind.ACCOUNTING):
         sub.ledger.take(kind, kind.value, lambda k=kind: order.append(k))
     drive_to(sub, State.AUTHENTICATING)
-    assert sub.teardown(Event.DPD_TIMEOUT) == []
+    assert sub.teardown(SubscriberEvent.DPD_TIMEOUT) == []
     assert order == [ResourceKind.ACCOUNTING, ResourceKind.ROUTE, ResourceKind.INTERFACE,
                      ResourceKind.ADDRESS, ResourceKind.LICENSES]
-    sub.teardown(Event.DPD_TIMEOUT)
+    sub.teardown(SubscriberEvent.DPD_TIMEOUT)
     assert len(order) == 5
 
 
@@ -101,16 +101,16 @@ def test_a_failing_release_does_not_stop_the_others(caplog):
     sub.ledger.take(ResourceKind.LICENSES, "lic", lambda: released.append("lic"))
     sub.ledger.take(ResourceKind.INTERFACE, "tun", lambda: 1 / 0)
     sub.ledger.take(ResourceKind.ROUTE, "route", lambda: released.append("route"))
-    failures = sub.teardown(Event.ADMIN_LOGOUT)
+    failures = sub.teardown(SubscriberEvent.ADMIN_LOGOUT)
     assert released == ["route", "lic"]
     assert [f.resource.kind for f in failures] == [ResourceKind.INTERFACE]
     assert "releasing interface tun failed" in caplog.text
-    assert sub.teardown(Event.ADMIN_LOGOUT) == []   # not retried
+    assert sub.teardown(SubscriberEvent.ADMIN_LOGOUT) == []   # not retried
 
 
 def test_resource_taken_after_teardown_is_released_at_once():
     sub = new_sub()
-    sub.teardown(Event.REMOTE_DELETE)
+    sub.teardown(SubscriberEvent.REMOTE_DELETE)
     released = []
     with pytest.raises(SubscriberGoneError):
         sub.ledger.take(ResourceKind.ADDRESS, "10.0.0.1", lambda: released.append(1))
@@ -124,13 +124,13 @@ def test_early_release_of_one_child_sa():
     sub.ledger.take(ResourceKind.CHILD_SA, "spi 2", lambda: released.append("sa2"))
     sub.ledger.release_one(sa)
     sub.ledger.release_one(sa)
-    sub.teardown(Event.REMOTE_DELETE)
+    sub.teardown(SubscriberEvent.REMOTE_DELETE)
     assert released == ["sa1", "sa2"]
 
 
 def _login_with_resources(sub, table, pools, licenses, events_log):
     """What the daemon does, with real pools and licenses."""
-    sub.handle(Event.XAUTH_STARTED)
+    sub.handle(SubscriberEvent.XAUTH_STARTED)
     licenses.acquire_both(sub.id)
     sub.ledger.take(ResourceKind.LICENSES, "both", lambda: licenses.release_both(sub.id))
     sub.authorize(now=0.0, session_timeout=100)
@@ -138,7 +138,7 @@ def _login_with_resources(sub, table, pools, licenses, events_log):
     sub.ledger.take(ResourceKind.ADDRESS, str(lease.address), lambda: pools.release(lease))
     table.bind_address(sub, "vr1", lease.address)
     sub.ledger.take(ResourceKind.INTERFACE, "tun", lambda: events_log.append(("tun-", sub.id)))
-    sub.handle(Event.INTERFACE_CREATED)
+    sub.handle(SubscriberEvent.INTERFACE_CREATED)
 
 
 def test_property_random_event_orders_release_everything_once():
@@ -150,7 +150,7 @@ def test_property_random_event_orders_release_everything_once():
     pools.add_pool("vr1", "p", ["10.99.1.1-10.99.1.40"])
     licenses = LicenseManager(30, 30)
     events_log = []
-    all_events = list(Event)
+    all_events = list(SubscriberEvent)
     subs = []
     for step in range(3000):
         if rng.random() < 0.2 and len(table) < 25:
@@ -163,7 +163,7 @@ def test_property_random_event_orders_release_everything_once():
             continue
         sub = rng.choice(subs)
         event = rng.choice(all_events)
-        if event is Event.AUTH_GRANTED:
+        if event is SubscriberEvent.AUTH_GRANTED:
             continue  # needs resources: exercised by _login_with_resources
         try:
             if event in TEARDOWN_EVENTS:
@@ -173,7 +173,7 @@ def test_property_random_event_orders_release_everything_once():
         except LifecycleError as err:
             assert (err.state, err.event) not in TRANSITIONS
     for sub in subs:
-        sub.teardown(Event.NAS_SHUTDOWN)
+        sub.teardown(SubscriberEvent.NAS_SHUTDOWN)
     assert len(table) == 0
     assert [s.in_use for s in licenses.stats()] == [0, 0]
     assert pools.stats()[0].used == 0
@@ -190,16 +190,17 @@ def test_timers_session_and_idle():
     sub.note_activity(115.0)
     assert sub.next_deadline() == 135.0
     assert sub.check_timers(134.9) == []
-    assert sub.check_timers(135.0) == [Event.IDLE_TIMEOUT]
+    assert sub.check_timers(135.0) == [SubscriberEvent.IDLE_TIMEOUT]
     sub.note_activity(150.0)
-    assert sub.check_timers(160.0) == [Event.SESSION_TIMEOUT]
-    assert sub.check_timers(200.0) == [Event.SESSION_TIMEOUT, Event.IDLE_TIMEOUT]
+    assert sub.check_timers(160.0) == [SubscriberEvent.SESSION_TIMEOUT]
+    assert sub.check_timers(200.0) == [SubscriberEvent.SESSION_TIMEOUT,
+                                       SubscriberEvent.IDLE_TIMEOUT]
     sub.change_session_timeout(300)            # CoA, from the start of the session
     assert sub.check_timers(160.0) == []
     assert sub.next_deadline() == 170.0         # idle again
     sub.change_idle_timeout(0)                  # 0 = no limit
     assert sub.next_deadline() == 400.0
-    sub.teardown(Event.SESSION_TIMEOUT)
+    sub.teardown(SubscriberEvent.SESSION_TIMEOUT)
     assert sub.next_deadline() is None and sub.check_timers(1e9) == []
 
 
@@ -226,7 +227,7 @@ def test_table_indexes_and_limits():
     assert table.select(address="10.0.0.1", vr="vr2") == [b]
     assert table.select(user="alice", address="10.0.0.9") == []
     assert table.refused == {"max-interfaces": 1, "capacity": 1}
-    a.teardown(Event.ADMIN_LOGOUT)
+    a.teardown(SubscriberEvent.ADMIN_LOGOUT)
     assert table.get(a.id) is None and table.by_user("alice") == []
     assert table.by_address("vr1", "10.0.0.1") is None
     assert table.count("small") == 0
@@ -240,7 +241,7 @@ def test_table_expire():
     sub.authorize(now=10.0, session_timeout=5)
     assert table.next_deadline() == 15.0
     assert table.expire(14.0) == []
-    assert table.expire(15.0) == [(sub, Event.SESSION_TIMEOUT)]
+    assert table.expire(15.0) == [(sub, SubscriberEvent.SESSION_TIMEOUT)]
     assert sub.state is State.GONE and len(table) == 0
 
 
