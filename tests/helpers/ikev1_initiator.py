@@ -50,7 +50,7 @@ from responder.ikev1.enums import (
     ProtocolId,
 )
 from responder.ikev1.exchanges.common import raw_payloads
-from responder.ikev1.message import Header, Message
+from responder.ikev1.message import Message
 from responder.ikev1.payloads import (
     Delete,
     Hash,
@@ -138,9 +138,6 @@ class TestInitiator:
         self.cky_i = self.rng(8)
 
     # ---------------------------------------------------------- helpers
-    def _header(self, exchange: int, mid: int = 0, flags: int = 0) -> Header:
-        return Header(self.cky_i, self.cky_r, exchange, flags, mid)
-
     def _clear(self, exchange: int, payloads: list[Payload], mid: int = 0) -> bytes:
         return seal(self.cky_i, self.cky_r, exchange, payloads, message_id=mid)
 
