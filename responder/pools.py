@@ -217,6 +217,22 @@ class VirtualRouterPools:
                     "address must belong to one pool of a VR")
         self.pools[pool.name] = pool
 
+    def grow_pool(self, name: str, ranges: list[str], exclude: list[str]) -> AddressPool:
+        """Pool `name` with new ranges that keep every address it has leased (a reload
+        that grows it); PoolConfigError, and the pool unchanged, if it would overlap
+        another pool of the VR."""
+        old = self.pool(name)
+        grown = AddressPool(name, ranges, exclude)
+        for address in sorted(old._used):
+            grown.take_specific(address)
+        del self.pools[name]
+        try:
+            self.add_pool(grown)
+        except PoolConfigError:
+            self.pools[name] = old
+            raise
+        return grown
+
     def pool(self, name: str) -> AddressPool:
         try:
             return self.pools[name]

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .supervisor import Supervisor
+    from .view import SupervisorView
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, supervisor: "Supervisor", path: str | Path) -> None:
+    def __init__(self, supervisor: "SupervisorView", path: str | Path) -> None:
         self.supervisor = supervisor
         self.path = Path(path)
         self._server: asyncio.AbstractServer | None = None

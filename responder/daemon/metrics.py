@@ -69,7 +69,7 @@ from prometheus_client import Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .supervisor import Supervisor
+    from .view import SupervisorView
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ _ADMISSION_COUNTERS = ("evicted_", "dropped_half_open", "dropped_sa_limit",
 
 
 class SupervisorMetrics:
-    def __init__(self, supervisor: "Supervisor") -> None:
+    def __init__(self, supervisor: "SupervisorView") -> None:
         self.supervisor = supervisor
         self.registry = CollectorRegistry(auto_describe=False)
         self.logins = PromCounter("dynipsec_logins", "Logins by outcome and refusal reason",

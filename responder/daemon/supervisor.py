@@ -30,7 +30,7 @@ from typing import Any
 
 from responder.aaa.accounting import Accountant, AccountingSession, Counters
 from responder.aaa.journal import next_boot_id
-from responder.aaa.dae import AuthorizationChange, DaeListener, DaeProcessor, SessionQuery
+from responder.aaa.dae import DaeListener, DaeProcessor
 from responder.aaa.radius import RadiusClient
 from responder.config import (build_dae_clients, build_license_manager, build_pool_manager,
                               build_radius_groups, radius_default_group)
@@ -41,8 +41,11 @@ from responder.licenses import TUNNEL, LicenseRefused
 from responder.pools import Lease, PoolError
 from responder.subscriber import SubscriberEvent
 
-from . import durability, ipc
+from .durability import (accounting_off, accounting_on, build_accountant,
+                         remove_leftover_interfaces, state_directory)
+from .ipc import CONFIGURE, Channel, IpcError, open_channel
 from .control import ControlServer
+from .dae_directory import RegistryDirectory
 from .lockouts import LockoutCenter, broadcaster
 from .logsetup import setup_logging
 from .reload import effective_config, load_text
@@ -71,7 +74,7 @@ class WorkerHandle:
     sockets: list[tuple[str, int, socket.socket]]
     generation: int = 0
     process: asyncio.subprocess.Process | None = None
-    channel: ipc.Channel | None = None
+    channel: Channel | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     started_at: float = 0.0
     restarts: int = 0
@@ -106,6 +109,8 @@ class Supervisor:
         self.control: ControlServer | None = None
         self._stopping = asyncio.Event()
         self._watchers: list[asyncio.Task] = []
+        #: logouts of older sessions of a user logging in again (kept until done)
+        self._older_logouts: set[asyncio.Task] = set()
         self.started_at = time.time()
         self.metrics = None
         if cfg.metrics.enabled:
@@ -133,14 +138,14 @@ class Supervisor:
     async def start(self) -> None:
         cfg = self.cfg
         self._open_sockets()
-        self.boot_id = next_boot_id(durability.state_directory(cfg))
+        self.boot_id = next_boot_id(state_directory(cfg))
         await asyncio.get_running_loop().run_in_executor(
-            None, durability.remove_leftover_interfaces, cfg)
+            None, remove_leftover_interfaces, cfg)
         if cfg.aaa.radius is not None and cfg.aaa.accounting.enabled:
             self._radius = RadiusClient(build_radius_groups(cfg),
                                         default_group=radius_default_group(cfg))
-            self.accountant = durability.build_accountant(cfg, self._radius)
-            durability.accounting_on(self.accountant, cfg, self.boot_id)
+            self.accountant = build_accountant(cfg, self._radius)
+            accounting_on(self.accountant, cfg, self.boot_id)
             self._accounting_task = asyncio.ensure_future(self.accountant.run())
         if cfg.aaa.dae is not None:
             radius = cfg.aaa.radius
@@ -176,17 +181,17 @@ class Supervisor:
             *argv, pass_fds=fds, stdin=asyncio.subprocess.DEVNULL)
         child.close()
         handle.started_at = time.monotonic()
-        handle.channel = await ipc.open_channel(
+        handle.channel = await open_channel(
             parent, lambda message, h=handle: self._on_worker_message(h, message),
             name=f"supervisor<-worker{handle.index}")
         # the first line: the configuration the others run (responder/config/snapshot.py)
-        handle.channel.notify({"op": ipc.CONFIGURE, "snapshot": worker_snapshot(self.cfg)})
+        handle.channel.notify({"op": CONFIGURE, "snapshot": worker_snapshot(self.cfg)})
         self._watchers.append(asyncio.ensure_future(self._watch(handle, handle.process,
                                                                  handle.channel)))
         log.info("worker %d started (pid %d, generation %d)", handle.index,
                  handle.process.pid, handle.generation)
 
-    async def _watch(self, handle: WorkerHandle, process, channel: ipc.Channel) -> None:
+    async def _watch(self, handle: WorkerHandle, process, channel: Channel) -> None:
         await channel.serve()          # EOF: the worker is gone (or going)
         code = await process.wait()
         self.worker_lost(handle.index, code)
@@ -248,7 +253,7 @@ class Supervisor:
                 if key in self.registry:
                     self.counters[key] = Counters(*values)
             return None
-        raise ipc.IpcError(f"unknown op {op!r}")
+        raise IpcError(f"unknown op {op!r}")
 
     def acquire(self, worker: int, message: dict) -> dict:
         """Licenses first, then the address (SPEC step 5); nothing held on refusal."""
@@ -307,9 +312,8 @@ class Supervisor:
                 log.info("login %s of %r from %s: older session(s) %s go (%s)", key, user,
                          peer, ", ".join(r["key"] for r in records), cause.value)
                 task = asyncio.ensure_future(self.logout(records, cause))
-                background = self.__dict__.setdefault("_older_logouts", set())
-                background.add(task)
-                task.add_done_callback(background.discard)
+                self._older_logouts.add(task)
+                task.add_done_callback(self._older_logouts.discard)
 
     def _release(self, key: str) -> None:
         held = self.held.pop(key, None)
@@ -394,7 +398,7 @@ class Supervisor:
                 reply = await channel.request({"op": "logout", "keys": keys,
                                                "cause": cause.value}, timeout=10)
                 count += int(reply.get("count", 0))
-            except ipc.IpcError as exc:
+            except IpcError as exc:
                 log.warning("logout on worker %d failed: %s", index, exc)
         return count
 
@@ -405,7 +409,7 @@ class Supervisor:
                 continue
             try:
                 replies.append(await handle.channel.request(message, timeout=5))
-            except ipc.IpcError as exc:
+            except IpcError as exc:
                 replies.append({"error": str(exc), "worker": handle.index})
         return replies
 
@@ -507,7 +511,6 @@ class Supervisor:
 
     def _apply_pool(self, vr: str, name: str, pool_cfg) -> None:
         """A new pool, or a grown one (same leases, more addresses)."""
-        from responder.pools import AddressPool
         if pool_cfg is None:
             return
         try:
@@ -519,14 +522,9 @@ class Supervisor:
             self.pools.add_pool(vr, name, list(pool_cfg.ranges), list(pool_cfg.exclude))
             log.info("reload: pool %s in %s added", name, vr)
             return
-        grown = AddressPool(name, list(pool_cfg.ranges), list(pool_cfg.exclude))
-        for address in sorted(old._used):
-            grown.take_specific(address)
-        del vr_pools.pools[name]
         try:
-            vr_pools.add_pool(grown)
+            grown = vr_pools.grow_pool(name, list(pool_cfg.ranges), list(pool_cfg.exclude))
         except PoolError:
-            vr_pools.pools[name] = old
             log.error("reload: pool %s in %s not grown: it would overlap another", name, vr)
             return
         log.info("reload: pool %s in %s now %d addresses (was %d)", name, vr, grown.size,
@@ -578,7 +576,7 @@ class Supervisor:
         if self._dae is not None:
             self._dae.close()
         if self.accountant is not None:
-            durability.accounting_off(self.accountant, self.cfg, self.boot_id)
+            accounting_off(self.accountant, self.cfg, self.boot_id)
             if not await self.accountant.drain(ACCOUNTING_DRAIN):
                 log.error("%d accounting records not delivered at shutdown (kept in the "
                           "journal for the next start)", self.accountant.pending())
@@ -597,29 +595,3 @@ def _pool_netmask(pool_cfg) -> str | None:
     if pool_cfg is None or len(pool_cfg.ranges) != 1 or "/" not in pool_cfg.ranges[0]:
         return None
     return str(ipaddress.IPv4Network(pool_cfg.ranges[0]).netmask)
-
-
-class RegistryDirectory:
-    """RFC 5176 sessions over the supervisor's registry (DaeProcessor's directory)."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.supervisor = supervisor
-
-    def find(self, query: SessionQuery) -> list[object]:
-        rows = self.supervisor.select(
-            user=query.user_name, session_id=query.acct_session_id,
-            address=str(query.framed_ip) if query.framed_ip else None)
-        return [r for r in rows
-                if (query.nas_port is None or r.get("id") == query.nas_port)
-                and (query.calling_station_id is None
-                     or r.get("peer", "").rsplit(":", 1)[0] == query.calling_station_id)]
-
-    def disconnect(self, session) -> None:
-        asyncio.ensure_future(self.supervisor.logout([session], SubscriberEvent.RADIUS_DISCONNECT))
-
-    def change(self, session, change: AuthorizationChange) -> None:
-        channel = self.supervisor.workers[session["worker"]].channel
-        if channel is not None:
-            channel.notify({"op": "change", "key": session["key"],
-                            "session_timeout": change.session_timeout,
-                            "idle_timeout": change.idle_timeout})

@@ -184,3 +184,19 @@ def test_assign_prefers_the_aaa_address():
     assert pools.assign("vr1", 2, pool="p").address == A("10.0.0.1")
     with pytest.raises(UnknownPoolError):
         pools.assign("vr1", 3)
+
+
+def test_a_grown_pool_keeps_its_leases_and_an_overlapping_one_is_refused():
+    manager = PoolManager()
+    manager.add_pool("vr1", "a", ["10.0.0.0/30"])
+    manager.add_pool("vr1", "b", ["10.0.1.0/24"])
+    lease = manager.allocate("vr1", "a", "alice")
+    vr = manager.vr("vr1")
+    grown = vr.grow_pool("a", ["10.0.0.0/29"], [])
+    assert grown.size == 6 and grown.used == 1 and vr.pool("a") is grown
+    assert vr.allocate("a", "bob").address != lease.address     # alice's stays hers
+    with pytest.raises(PoolConfigError):
+        vr.grow_pool("a", ["10.0.0.0/23"], [])                   # would overlap "b"
+    assert vr.pool("a") is grown
+    manager.release(lease)
+    assert grown.used == 1
