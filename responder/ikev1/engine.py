@@ -538,21 +538,27 @@ class Responder:
     def _dispatch(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
                   remote: Address) -> list[bytes]:
         exchange = message.header.exchange_type
-        if exchange == ExchangeType.IDENTITY_PROTECTION:
-            self._check_phase1_exchange(sa, "main")
-            return main_mode.handle(ctx, sa, message, local, remote)
-        if exchange == ExchangeType.AGGRESSIVE:
-            self._check_phase1_exchange(sa, "aggressive")
-            # AM msg 2 is not resent by timer: its source is unproven (a
-            # spoofed one would make us an amplifier); the initiator resends
-            # msg 1 and gets it from the reply cache (_resend_cached)
-            return aggressive_mode.handle(ctx, sa, message, local, remote)
-        if not sa.established and exchange != ExchangeType.INFORMATIONAL:
+        route = EXCHANGE_ROUTES.get(exchange, REGISTERED_ROUTE)
+        if route.phase1 is not None:
+            self._check_phase1_exchange(sa, route.phase1)
+        elif route.needs_phase1 and not sa.established:
             raise InvalidTransition(f"exchange {exchange}", sa.state, "before phase 1")
-        if exchange == ExchangeType.QUICK_MODE:
-            return self._quick_mode(ctx, sa, message, local, remote)
-        if exchange == ExchangeType.INFORMATIONAL:
-            return self._informational(ctx, sa, message, local, remote)
+        return route.handle(self, ctx, sa, message, local, remote)
+
+    def _main_mode(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                   remote: Address) -> list[bytes]:
+        return main_mode.handle(ctx, sa, message, local, remote)
+
+    def _aggressive_mode(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                         remote: Address) -> list[bytes]:
+        # AM msg 2 is not resent by timer: its source is unproven (a spoofed one would
+        # make us an amplifier); the initiator resends msg 1 and gets it from the
+        # reply cache (_resend_cached)
+        return aggressive_mode.handle(ctx, sa, message, local, remote)
+
+    def _registered(self, ctx: SaContext, sa: IkeSa, message: Message, local: Address,
+                    remote: Address) -> list[bytes]:
+        exchange = message.header.exchange_type
         handler = self._handlers.get(int(exchange))
         if handler is None:
             raise RemoteProtocolError(NotifyType.INVALID_EXCHANGE_TYPE,
@@ -860,6 +866,32 @@ class Responder:
                 on_deleted(ctx, sa.sa_id, reason)
         if sa.established:
             self._events.append(Phase1Deleted(sa.sa_id, sa.remote, reason))
+
+
+@dataclass(frozen=True)
+class ExchangeRoute:
+    """How the engine takes the messages of one exchange type."""
+
+    #: Responder method: (self, ctx, sa, message, local, remote) -> datagrams
+    handle: Callable[..., list[bytes]]
+    #: the phase 1 exchange ("main", "aggressive") an SA must be on, not yet established
+    phase1: str | None = None
+    #: refused (InvalidTransition) on an SA whose phase 1 is not established
+    needs_phase1: bool = True
+
+
+#: exchange type -> its route (strongSwan task_manager_v1.c: exchange type -> tasks).
+#: Any other type goes to the exchange registered for it (register_exchange:
+#: Transaction), else it is answered INVALID-EXCHANGE-TYPE.
+EXCHANGE_ROUTES: dict[int, ExchangeRoute] = {
+    ExchangeType.IDENTITY_PROTECTION: ExchangeRoute(Responder._main_mode, phase1="main",
+                                                     needs_phase1=False),
+    ExchangeType.AGGRESSIVE: ExchangeRoute(Responder._aggressive_mode,
+                                            phase1="aggressive", needs_phase1=False),
+    ExchangeType.QUICK_MODE: ExchangeRoute(Responder._quick_mode),
+    ExchangeType.INFORMATIONAL: ExchangeRoute(Responder._informational, needs_phase1=False),
+}
+REGISTERED_ROUTE = ExchangeRoute(Responder._registered)
 
 
 #: exchange type -> how its messages are classified and its state table: a

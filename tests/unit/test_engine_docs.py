@@ -12,3 +12,16 @@ def test_design_note_lists_every_state_transition():
         assert f"### {table.exchange}" in text
         for state, event, new in table.rows():
             assert f"| {state} | {event} | {new} |" in text
+
+
+def test_design_note_shows_the_dispatch_table_as_the_code_has_it():
+    from responder.ikev1.engine import EXCHANGE_ROUTES, REGISTERED_ROUTE
+    from responder.ikev1.enums import ExchangeType
+
+    text = DOC.read_text()
+    for exchange, route in EXCHANGE_ROUTES.items():
+        row = (f"| {ExchangeType(exchange).name} | `{route.handle.__name__}` | "
+               f"{route.phase1 or '-'} | {'yes' if route.needs_phase1 else 'no'} |")
+        assert row in text, row
+    assert (f"| (registered: TRANSACTION) | `{REGISTERED_ROUTE.handle.__name__}` | - | "
+            f"{'yes' if REGISTERED_ROUTE.needs_phase1 else 'no'} |") in text
