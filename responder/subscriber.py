@@ -341,7 +341,7 @@ class Subscriber:
     username: str | None = None
     vr: str | None = None
     address: IPv4 | None = None
-    teardown_event: SubscriberSubscriberEvent | None = None
+    teardown_event: SubscriberEvent | None = None
     # timers (seconds; None = no limit), started when AAA grants access
     authorized_at: float | None = None
     last_activity: float | None = None
