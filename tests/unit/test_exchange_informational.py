@@ -135,3 +135,19 @@ def test_informational_with_bad_hash_is_dropped():
     assert pair.send(data[:-1] + bytes([data[-1] ^ 0x55])) == []
     assert pair.responder.sa_count == 1
     assert not pair.of_type(Phase1Deleted)
+
+
+def test_the_dpd_table_decides_when_a_peer_is_dead(monkeypatch):
+    """DPD_TABLE is the behaviour: a table without the way to "dead" keeps probing a
+    silent peer instead of removing it (test_dpd_probes_then_declares_peer_dead)."""
+    from responder.ikev1.exchanges import informational
+    from responder.ikev1.exchanges.common import StateTable
+
+    rows = dict(informational.DPD_TABLE.transitions)
+    rows[("probing", "dead_timeout")] = "probing"
+    monkeypatch.setattr(informational, "DPD_TABLE", StateTable("dpd", rows))
+    policy = ResponderPolicy(psks=(PresharedKey(PSK),), dpd=DpdPolicy(interval=10, timeout=30))
+    pair = up(policy)
+    probes = [pair.advance(10.1) for _ in range(6)]
+    assert not pair.of_type(PeerDead) and pair.responder.sa_count == 1
+    assert all(len(sent) <= 1 for sent in probes) and sum(map(len, probes)) >= 3

@@ -69,6 +69,17 @@ def dpd_state(sa: IkeSa) -> str:
     return "probing" if sa.dpd_outstanding is not None else "idle"
 
 
+def dpd_move(sa: IkeSa, event: str) -> str:
+    """DPD_TABLE decides: the new state of the SA after `event` (InvalidTransition if
+    the table has no row). Back to "idle" forgets the outstanding probe; "probing" is
+    entered by the caller sending one, "dead" by the caller removing the SA."""
+    new = DPD_TABLE.next(dpd_state(sa), event)
+    if new == "idle":
+        sa.dpd_outstanding = None
+        sa.dpd_sent_at = None
+    return new
+
+
 def handle(ctx: ExchangeContext, sa: IkeSa, message: Message) -> PeerRequests:
     """Process one received informational; the engine applies the result."""
     result = PeerRequests()
@@ -141,9 +152,7 @@ def _on_dpd_ack(ctx: ExchangeContext, sa: IkeSa, notify: Notification) -> None:
     if notify.spi != sa.cookies or sequence != sa.dpd_outstanding:
         raise Dropped("dpd_stale_ack", f"R-U-THERE-ACK {sequence} does not match probe "
                       f"{sa.dpd_outstanding}")
-    DPD_TABLE.next(dpd_state(sa), "ack")
-    sa.dpd_outstanding = None
-    sa.dpd_sent_at = None
+    dpd_move(sa, "ack")
 
 
 def _on_delete(ctx: ExchangeContext, sa: IkeSa, delete: Delete, result: PeerRequests) -> None:
@@ -211,14 +220,15 @@ def dpd_due(ctx: ExchangeContext, sa: IkeSa) -> list[bytes] | None:
     if not (dpd.enabled and sa.established and sa.dpd_supported):
         return []
     idle = ctx.now - sa.last_activity
-    if sa.dpd_outstanding is not None and idle >= dpd.timeout:
-        DPD_TABLE.next(dpd_state(sa), "dead_timeout")
+    if sa.dpd_outstanding is not None and idle >= dpd.timeout and \
+            dpd_move(sa, "dead_timeout") == "dead":
         ctx.emit(PeerDead(sa.sa_id, sa.remote))
         return None
     last_probe = sa.dpd_sent_at if sa.dpd_sent_at is not None else sa.last_activity
     if ctx.now - last_probe < dpd.interval:
         return []
-    DPD_TABLE.next(dpd_state(sa), "idle_timeout")
+    if dpd_move(sa, "idle_timeout") != "probing":
+        return []
     if sa.dpd_sequence == 0:
         # RFC 3706 §5.4: start from a random sequence number
         sa.dpd_sequence = int.from_bytes(ctx.random(4), "big") & 0x7FFFFFFF or 1
@@ -243,7 +253,5 @@ def dpd_next_time(ctx_policy, sa: IkeSa) -> float | None:
 
 def note_traffic(sa: IkeSa, now: float) -> None:
     """Any authenticated message or ESP packet proves the peer alive (§5.5)."""
-    DPD_TABLE.next(dpd_state(sa), "traffic")
+    dpd_move(sa, "traffic")
     sa.last_activity = max(sa.last_activity, now)
-    sa.dpd_outstanding = None
-    sa.dpd_sent_at = None
