@@ -378,8 +378,10 @@ def main(argv=None) -> int:
             bench = Bench(lab, args)
             blocks = source_blocks(str(topology.access.subnet), HOSTS, per_host,
                                    exclude=[slot.address for slot in lab.clients])
-            with SourceAddresses(bench.hosts[0].host, blocks[0]), \
-                    SourceAddresses(bench.hosts[1].host, blocks[1]):
+            with SourceAddresses(bench.hosts[0].host, blocks[0],
+                                 neighbours=[lab.router]), \
+                    SourceAddresses(bench.hosts[1].host, blocks[1],
+                                    neighbours=[lab.router]):
                 for aaa in aaa_modes:
                     for n in range(args.rounds):
                         for kind in kinds:

@@ -111,8 +111,8 @@ def main(argv=None) -> int:
             time.sleep(1.0)
             named = roles(gateway)
             probe = GatewayProbe.of(gateway)
-            with SourceAddresses(hosts[0].host, blocks[0]), \
-                    SourceAddresses(hosts[1].host, blocks[1]):
+            with SourceAddresses(hosts[0].host, blocks[0], neighbours=[lab.router]), \
+                    SourceAddresses(hosts[1].host, blocks[1], neighbours=[lab.router]):
                 processes = []
                 for k, (slot, sources) in enumerate(zip(hosts, blocks)):
                     group = plan.groups[k % len(plan.groups)]

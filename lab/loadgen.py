@@ -1,6 +1,6 @@
 """The load generator in the lab: source addresses, initiator processes, gateway probes.
 
-    with SourceAddresses(node, addresses) as added:          # removed again on exit
+    with SourceAddresses(node, addresses, neighbours=[lab.router]) as added:  # removed on exit
         runs = [LoadProcess(lab, node, spec, sources) ...]
         load = run_loads(runs, on_held=measure)               # one merged result
     probe = GatewayProbe.of(gateway); probe.cpu_seconds(); probe.rss_kb()
@@ -43,12 +43,19 @@ def source_blocks(access_subnet: str, hosts: int, per_host: int,
 
 
 class SourceAddresses:
-    """/32 addresses added to a host's interface; deleted again by the recorded names."""
+    """/32 addresses added to a host's interface; deleted again by the recorded names.
 
-    def __init__(self, node, addresses: Sequence[str], interface: str | None = None) -> None:
+    `neighbours` (the gateway's node) forget these addresses' neighbour entries when
+    they are added and when they go: an address moved from one host to another
+    (the same block on another host in the next run) would otherwise be answered to
+    the MAC of the host that held it before until the stale entry times out."""
+
+    def __init__(self, node, addresses: Sequence[str], interface: str | None = None,
+                 neighbours: Sequence = ()) -> None:
         self.node = node
         self.interface = interface or node.defaultIntf().name
         self.addresses = list(addresses)
+        self.neighbours = list(neighbours)
         self.added: list[str] = []
 
     def __enter__(self) -> "SourceAddresses":
@@ -57,10 +64,17 @@ class SourceAddresses:
                 ip_batch(self.node, [f"address add {a}/32 dev {self.interface}" for a in chunk],
                          "add load source addresses")
                 self.added += chunk
+            self._forget_neighbours(self.addresses)
         except BaseException:
             self.remove()
             raise
         return self
+
+    def _forget_neighbours(self, addresses: Sequence[str]) -> None:
+        for node in self.neighbours:
+            for chunk in _chunks(addresses, 500):
+                ip_batch(node, [f"neigh flush to {a}" for a in chunk],
+                         "forget neighbour entries of load source addresses")
 
     def remove(self) -> None:
         for chunk in _chunks(self.added, 500):
@@ -72,6 +86,10 @@ class SourceAddresses:
                 self.node.popen(["ip", "-force", "-batch", "-"], stdin=subprocess.PIPE,
                                 text=True).communicate(
                     "".join(f"address del {a}/32 dev {self.interface}\n" for a in chunk))
+        try:
+            self._forget_neighbours(self.added)
+        except LabError:
+            pass      # removing the addresses matters; a stale entry only delays a reply
         self.added = []
 
     def __exit__(self, *exc) -> None:
