@@ -137,17 +137,25 @@ def test_informational_with_bad_hash_is_dropped():
     assert not pair.of_type(Phase1Deleted)
 
 
-def test_the_dpd_table_decides_when_a_peer_is_dead(monkeypatch):
-    """DPD_TABLE is the behaviour: a table without the way to "dead" keeps probing a
-    silent peer instead of removing it (test_dpd_probes_then_declares_peer_dead)."""
+def test_the_dpd_table_decides_what_traffic_does_to_a_probe(monkeypatch):
+    """DPD_TABLE is the behaviour: with a row in which traffic leaves the SA probing,
+    traffic no longer forgets the outstanding R-U-THERE."""
     from responder.ikev1.exchanges import informational
     from responder.ikev1.exchanges.common import StateTable
+    from responder.ikev1.ike_sa import IkeSa
 
+    def probing_sa() -> IkeSa:
+        sa = IkeSa("ike1", bytes(8), bytes(8), ("192.0.2.1", 500), ("198.18.1.2", 500),
+                   "main", "established", 0.0, 0.0)
+        sa.dpd_outstanding, sa.dpd_sent_at = 7, 5.0
+        return sa
+
+    sa = probing_sa()
+    informational.note_traffic(sa, 6.0)
+    assert (sa.dpd_outstanding, sa.dpd_sent_at, sa.last_activity) == (None, None, 6.0)
     rows = dict(informational.DPD_TABLE.transitions)
-    rows[("probing", "dead_timeout")] = "probing"
+    rows[("probing", "traffic")] = "probing"
     monkeypatch.setattr(informational, "DPD_TABLE", StateTable("dpd", rows))
-    policy = ResponderPolicy(psks=(PresharedKey(PSK),), dpd=DpdPolicy(interval=10, timeout=30))
-    pair = up(policy)
-    probes = [pair.advance(10.1) for _ in range(6)]
-    assert not pair.of_type(PeerDead) and pair.responder.sa_count == 1
-    assert all(len(sent) <= 1 for sent in probes) and sum(map(len, probes)) >= 3
+    sa = probing_sa()
+    informational.note_traffic(sa, 6.0)
+    assert (sa.dpd_outstanding, sa.dpd_sent_at, sa.last_activity) == (7, 5.0, 6.0)
