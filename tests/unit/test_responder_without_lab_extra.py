@@ -32,8 +32,8 @@ PROGRAM = textwrap.dedent(f"""
 """)
 
 
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROGRAM, *argv], cwd=ROOT,
+def run(*argv: str, program: str = PROGRAM) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", program, *argv], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -50,7 +50,6 @@ def test_lab_commands_name_the_missing_extra_instead_of_failing():
 
 
 def test_the_blocker_really_blocks():
-    done = subprocess.run([sys.executable, "-c", PROGRAM.replace(
-        "from responder.cli import main", "import mininet"), "--help"], cwd=ROOT,
-        capture_output=True, text=True, timeout=60)
+    done = run("--help", program=PROGRAM.replace("from responder.cli import main",
+                                                 "import mininet"))
     assert done.returncode != 0 and "No module named 'mininet'" in done.stderr
