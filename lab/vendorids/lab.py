@@ -365,6 +365,7 @@ def run_gateway(lab, table: CaseTable, kind: str, out_dir: Path,
     gateway = make_gateway(kind, lab, plan, lab.node_dir(lab.topology.router_name)
                            / f"gateway-vendor-ids-{kind}")
     started = time.monotonic()
+    counted = _capture_counters(lab)
     with gateway:
         marker = _alive_marker(kind, gateway)
         poller = SaPoller(gateway) if kind == "dynipsec" else None
@@ -379,6 +380,7 @@ def run_gateway(lab, table: CaseTable, kind: str, out_dir: Path,
         alive = _still_alive(kind, gateway, marker)
         _copy(gateway.log_path, out_dir / f"{kind}-gateway.log")
     time.sleep(0.5)  # the capture writes each packet at once; let the last ones land
+    dropped = _capture_dropped(lab, counted)
     key_lines = [line for view in views.values() for line in view.key_lines]
     frames = read_capture(lab.run_dir / "router-public.pcap", key_lines,
                           out_dir / f"{kind}-isakmp-frames.tsv")
@@ -388,10 +390,36 @@ def run_gateway(lab, table: CaseTable, kind: str, out_dir: Path,
     for run in real_runs:
         case = table.case(run["case"])
         results.append(real_client_result(table, case, kind, run, frames, plan.gateway, alive))
+    if dropped:
+        _mark_capture_losses(results, dropped)
     (out_dir / f"{kind}-views.json").write_text(json.dumps(
         {case_id: view.summary() for case_id, view in views.items()}, indent=1))
     log.info("%s: %d rows in %.1f s", kind, len(results), time.monotonic() - started)
     return results
+
+
+def _capture_counters(lab):
+    capture = getattr(lab, "capture", None)
+    return capture.counters() if capture is not None else None
+
+
+def _capture_dropped(lab, before) -> int:
+    """Packets the router's capture lost while this gateway ran (0 if unknown)."""
+    after = _capture_counters(lab)
+    if before is None or after is None:
+        return 0
+    return max(0, after.dropped - before.dropped)
+
+
+def _mark_capture_losses(results: list[CaseResult], dropped: int) -> None:
+    """A field observed on the wire is only as good as the capture: say so where it lost
+    packets, so that a missing payload is not read as the gateway's fault."""
+    log.warning("the router's capture dropped %d packets during this run", dropped)
+    for result in results:
+        result.evidence["capture_dropped"] = dropped
+        if result.problems:
+            result.problems.append(f"the router's capture dropped {dropped} packets during "
+                                   "this run: fields seen on the wire may be incomplete")
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -101,3 +101,14 @@ def test_private_run_directories(lab):
     assert b.cmd("cat /var/run/dynipsec-probe 2>/dev/null").strip() == ""
     assert a.cmd("cat /var/run/dynipsec-probe").strip() == "mine"
     assert not Path("/run/dynipsec-probe").exists()
+
+
+def test_the_capture_counts_what_it_wrote_and_what_it_dropped(lab):
+    before = lab.capture.counters()
+    assert before is not None, "tcpdump did not print its counters on SIGUSR1"
+    router = str(lab.topology.access.router)
+    plain = next(c for c in lab.clients if not c.behind_nat)
+    assert " 3 received" in plain.host.cmd(f"ping -c3 -i0.2 -W2 -q {router}")
+    after = lab.capture.counters()
+    assert after.captured >= before.captured + 6  # three echo requests and three replies
+    assert after.dropped >= 0 and after.received >= after.captured
