@@ -57,6 +57,14 @@ def resources_in_use(gateway) -> tuple[int, int, int]:
             len(gateway.show("subscribers")))
 
 
+def still_held(gateway) -> str:
+    """What the gateway still holds, for an assertion message: the numbers, who, and the
+    end of its log (a peer's Delete that never took effect shows there)."""
+    rows = [(r.get("user"), r.get("address"), r.get("state")) for r in gateway.show("subscribers")]
+    tail = "\n".join(gateway.log_path.read_text(errors="replace").splitlines()[-25:])
+    return f"in use (licences, addresses, subscribers) {resources_in_use(gateway)}: {rows}\n{tail}"
+
+
 def acct_records(lab, session_id: str) -> list[dict]:
     return [r for r in lab.accounting_records() if r.get("Acct-Session-Id") == session_id]
 
@@ -66,7 +74,7 @@ def check_logged_out(lab, gateway, user: str, row: dict) -> None:
     route = vr_cmd(lab, row["netns"], f"ip route show {row['address']}/32")
     assert not route.strip(), route
     assert row["interface"] not in vr_cmd(lab, row["netns"], "ip -o link show")
-    assert poll_until(lambda: resources_in_use(gateway) == (0, 0, 0), 3), resources_in_use(gateway)
+    assert poll_until(lambda: resources_in_use(gateway) == (0, 0, 0), 3), still_held(gateway)
 
 
 @pytest.mark.parametrize("kind,mode,group", LOGINS, ids=["-".join(x) for x in LOGINS])
@@ -195,7 +203,7 @@ def test_worker_killed_logs_its_subscribers_out(lab, plan, gateway, wait_until):
         again.connect()
         assert plan.group("vr2").in_pool(again.wait_up(20).address)
         again.disconnect()
-    assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), 5)
+    assert wait_until(lambda: resources_in_use(gateway) == (0, 0, 0), 5), still_held(gateway)
 
 
 def test_admin_logout_and_sigterm(lab, plan, gateway, wait_until):
