@@ -187,6 +187,7 @@ def _make_gateway(lab: SandboxLab, options: dict):
 
         config = yaml.safe_load(Path(options["config"]).read_text())
         config.setdefault("control", {})["socket"] = gateway.daemon.control_socket
+        config.setdefault("state_dir", str(gateway.state_dir))
         gateway.daemon.config = config
     return gateway
 

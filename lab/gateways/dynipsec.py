@@ -213,10 +213,18 @@ class DynipsecGateway(Gateway):
                                max_attempts=max_attempts, dpd=dpd,
                                remote_delete_grace=remote_delete_grace,
                                accounting=accounting)
+        # the default state directory sits beside the control socket, which a deep work
+        # directory puts in the temporary directory: keep it with the gateway's other files
+        config["state_dir"] = str(self.state_dir)
         if extra_config:  # e.g. static_tunnels, ike.key_export_file
             config = merge_config(config, extra_config)
         self.daemon = DynipsecDaemon(node, self.workdir, config, tracker)
         self._attached: list[str] = []
+
+    @property
+    def state_dir(self) -> Path:
+        """Boot counter and accounting journal: kept across restarts of this gateway."""
+        return self.workdir.resolve() / "state"
 
     @property
     def config(self) -> dict:

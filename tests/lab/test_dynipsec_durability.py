@@ -170,7 +170,7 @@ def test_leftover_interface_removed_at_start(lab, plan, gateway, wait_until):
 
 
 def _state_dir(gateway) -> Path:
-    return Path(gateway.daemon.control_socket).with_suffix(".state")
+    return Path(gateway.config["state_dir"])
 
 
 def _radius_addresses(gateway) -> list[str]:

@@ -45,3 +45,14 @@ def test_strongswan_radius_mode_loads_eap_radius_with_accounting():
     assert f"address = {TOPOLOGY.management.aaa}" in block
     assert f'secret = "{TOPOLOGY.aaa.secret}"' in block
     assert f"nas_identifier = {TOPOLOGY.router_name}" in block
+
+
+def test_a_deep_work_directory_keeps_the_gateway_state_inside_it(tmp_path):
+    """The control socket of a deep work directory moves to the temporary directory
+    (sun_path is 108 bytes); the state directory must not follow it there."""
+    from lab.gateways.dynipsec import DynipsecGateway
+
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 5)
+    gateway = DynipsecGateway(None, deep, PLAN, topology=TOPOLOGY)
+    assert not gateway.daemon.control_socket.startswith(str(tmp_path))
+    assert gateway.config["state_dir"] == str(deep.resolve() / "state")
