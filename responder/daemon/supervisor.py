@@ -1,9 +1,11 @@
 """The supervisor ("chassis"): what must be counted once across workers.
 
-Owns the two license pools, the address pools (an address is unique per VR), the
-subscriber registry (``show subscribers``, routing ``logout`` and RFC 5176 requests to
-the right worker), RADIUS accounting (Start / Interim / Stop; counters come from the
-workers), the DAE listener and the control socket. It creates every UDP socket of
+Owns the resources (licenses and address pools, resources.py), the subscriber registry
+(registry.py: ``show subscribers``, routing ``logout`` and RFC 5176 requests to the
+right worker), RADIUS accounting (Start / Interim / Stop, session_accounting.py;
+counters come from the workers), the DAE listener and the control socket; this module
+is the process management and the routing of the workers' messages between them. It
+creates every UDP socket of
 every worker (SO_REUSEPORT groups + the steering program, see steering.py), starts
 the workers, watches them, and restarts a dead one after logging its subscribers out
 (Stop with Acct-Terminate-Cause Port-Error, address and licenses returned: the
@@ -28,17 +30,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from responder.aaa.accounting import Accountant, AccountingSession, Counters
+from responder.aaa.accounting import Accountant, Counters
 from responder.aaa.journal import next_boot_id
 from responder.aaa.dae import DaeListener, DaeProcessor
 from responder.aaa.radius import RadiusClient
-from responder.config import (build_dae_clients, build_license_manager, build_pool_manager,
-                              build_radius_groups, radius_default_group)
+from responder.config import build_dae_clients, build_radius_groups, radius_default_group
 from responder.config.builders import build_lockout_settings
 from responder.config.model import ResponderConfig
 from responder.config.snapshot import worker_snapshot
-from responder.licenses import TUNNEL, LicenseRefused
-from responder.pools import Lease, PoolError
+from responder.licenses import LicenseManager
+from responder.pools import PoolManager
 from responder.subscriber import SubscriberEvent
 
 from .durability import (accounting_off, accounting_on, build_accountant,
@@ -48,24 +49,19 @@ from .control import ControlServer
 from .dae_directory import RegistryDirectory
 from .lockouts import LockoutCenter, broadcaster
 from .logsetup import setup_logging
+from .registry import Registry
 from .reload import effective_config, load_text
+from .resources import Held, Resources
+from .session_accounting import accounting_session
 from .steering import attach_program, ike_program, make_reuseport_socket, natt_program
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Supervisor", "WorkerHandle", "Held"]
+__all__ = ["Supervisor", "WorkerHandle"]
 
 RESTART_DELAY = 0.5
 SHUTDOWN_TIMEOUT = 8.0
 ACCOUNTING_DRAIN = 3.0
-
-
-@dataclass
-class Held:
-    """What the supervisor handed to one subscriber (released exactly once)."""
-
-    worker: int
-    lease: Lease
 
 
 @dataclass
@@ -90,12 +86,8 @@ class Supervisor:
         self.config_path = str(Path(config_path).resolve())
         self.log_level = log_level
         self.workers_count = cfg.workers
-        self.licenses = build_license_manager(cfg)
-        self.pools = build_pool_manager(cfg)
-        self.held: dict[str, Held] = {}
-        self.registry: dict[str, dict[str, Any]] = {}
-        self.counters: dict[str, Counters] = {}
-        self.refused: Counter[str] = Counter()
+        self.resources = Resources(cfg)
+        self.sessions = Registry()
         self.stats: Counter[str] = Counter()
         self.workers: list[WorkerHandle] = []
         #: Xauth failure counters and lockouts, counted once for every worker
@@ -119,6 +111,31 @@ class Supervisor:
         #: the last reload's outcome (``show statistics``, ``dynipsec reload``)
         self.last_reload: dict[str, Any] | None = None
         self._reloading = asyncio.Lock()
+
+    # -- what control, metrics and the DAE directory read (view.py) --------------------------
+    @property
+    def licenses(self) -> LicenseManager:
+        return self.resources.licenses
+
+    @property
+    def pools(self) -> PoolManager:
+        return self.resources.pools
+
+    @property
+    def held(self) -> dict[str, Held]:
+        return self.resources.held
+
+    @property
+    def refused(self) -> Counter[str]:
+        return self.resources.refused
+
+    @property
+    def registry(self) -> dict[str, dict[str, Any]]:
+        return self.sessions.records
+
+    @property
+    def counters(self) -> dict[str, Counters]:
+        return self.sessions.counters
 
     # -- start ------------------------------------------------------------------------------
     def _open_sockets(self) -> None:
@@ -207,8 +224,8 @@ class Supervisor:
     def worker_lost(self, index: int, code: int | None) -> None:
         """Every subscriber of that worker: Stop (Port-Error unless it was logged out
         cleanly), address and licenses returned."""
-        keys = [k for k, h in self.held.items() if h.worker == index]
-        keys += [k for k, r in self.registry.items() if r.get("worker") == index and k not in keys]
+        keys = self.resources.keys_of(index)
+        keys += [k for k in self.sessions.keys_of(index) if k not in keys]
         level = logging.INFO if self._stopping.is_set() else logging.ERROR
         log.log(level, "worker %d exited (code %s); %d subscribers logged out (worker-lost)",
                 index, code, len(keys))
@@ -240,57 +257,24 @@ class Supervisor:
             self._session_down(message["key"], message["cause"], message.get("counters"))
             return None
         if op == "update":
-            record = self.registry.get(message["key"])
-            if record is not None:
-                record.update(message["record"])
+            self.sessions.update(message["key"], message["record"])
             return None
         if op == "metrics":
             if self.metrics is not None:
                 self.metrics.absorb(message)
             return None
         if op == "counters":
-            for key, values in message.get("subs", {}).items():
-                if key in self.registry:
-                    self.counters[key] = Counters(*values)
+            self.sessions.absorb(message.get("subs", {}))
             return None
         raise IpcError(f"unknown op {op!r}")
 
     def acquire(self, worker: int, message: dict) -> dict:
-        """Licenses first, then the address (SPEC step 5); nothing held on refusal."""
-        key = message["key"]
-        if key in self.held:
-            return {"ok": False, "kind": "duplicate", "reason": f"{key} already holds resources"}
-        self.lockouts.succeeded(message.get("user"))   # AAA granted: the counter goes
-        self._older_sessions_go(key, message)
-        try:
-            self.licenses.acquire_both(key)
-        except LicenseRefused as refused:
-            self.refused["tunnel-license" if refused.kind == TUNNEL else "subscriber-license"] += 1
-            return {"ok": False, "kind": "license", "reason": str(refused)}
-        vr = message.get("vr")
-        if vr not in self.cfg.vrs:
-            self.licenses.release_both(key)
-            self.refused["unknown-vr"] += 1
-            return {"ok": False, "kind": "vr", "reason": f"AAA named VR {vr!r}, which is not "
-                                                         f"configured ({', '.join(self.cfg.vrs)})"}
-        vr_pools = self.cfg.pools.get(vr, {})
-        # AAA's pool name, else the profile's (in the profile's VR), else the VR's first
-        pool = message.get("pool")
-        if not pool and vr == message.get("profile_vr"):
-            pool = message.get("profile_pool")
-        if not pool:
-            pool = next(iter(vr_pools), None)
-        try:
-            lease = self.pools.assign(vr, key, address=message.get("framed_ip"), pool=pool)
-        except PoolError as exc:
-            self.licenses.release_both(key)
-            self.refused["address"] += 1
-            log.warning("login of %s (%s) refused: %s", key, message.get("user"), exc)
-            return {"ok": False, "kind": "address", "reason": str(exc)}
-        self.held[key] = Held(worker, lease)
-        netmask = _pool_netmask(vr_pools.get(lease.pool)) if lease.pool else None
-        return {"ok": True, "address": str(lease.address), "vr": vr, "pool": lease.pool,
-                "netmask": netmask}
+        """AAA granted: the user's failure count goes, older sessions the login replaces
+        go, then licenses and an address (resources.py)."""
+        if message["key"] not in self.held:   # else resources answers "duplicate"
+            self.lockouts.succeeded(message.get("user"))
+            self._older_sessions_go(message["key"], message)
+        return self.resources.acquire(self.cfg, worker, message)
 
     def _older_sessions_go(self, key: str, message: dict) -> None:
         """The user logs in again from the same peer address, maybe on another worker
@@ -316,52 +300,25 @@ class Supervisor:
                 task.add_done_callback(self._older_logouts.discard)
 
     def _release(self, key: str) -> None:
-        held = self.held.pop(key, None)
-        if held is None:
-            return
-        try:
-            self.pools.release(held.lease)
-        except PoolError:
-            log.exception("releasing the address of %s failed", key)
-        try:
-            self.licenses.release_both(key)
-        except Exception:  # noqa: BLE001 - logged; the other releases went through
-            log.exception("releasing the licenses of %s failed", key)
+        self.resources.release(key)
 
     def _session_up(self, key: str, worker: int, record: dict) -> None:
-        record = dict(record, worker=worker, since=time.time())
-        self.registry[key] = record
-        self.counters[key] = Counters()
+        self.sessions.up(key, worker, record)
         self.stats["sessions_started"] += 1
-        if self.accountant is None:
-            return
-        radius = self.cfg.aaa.radius
-        nas = {"NAS-Port": int(record["id"]), "NAS-Port-Type": 5, "Service-Type": 2,
-               "Calling-Station-Id": record["peer"].rsplit(":", 1)[0]}
-        if radius is not None and radius.nas_ip:
-            nas["NAS-IP-Address"] = str(radius.nas_ip)
-        if radius is not None and radius.nas_identifier:
-            nas["NAS-Identifier"] = radius.nas_identifier
-        interim = record.get("interim") or self.cfg.aaa.accounting.interim_interval
-        session = AccountingSession(
-            record["acct_session_id"], record["user"], ipaddress.IPv4Address(record["address"]),
-            started_at=time.monotonic(), nas_attributes=nas,
-            class_=bytes.fromhex(record["class"]) if record.get("class") else None,
-            interim_interval=interim, authentic_radius=record.get("backend") == "radius")
-        self.accountant.start_session(session, lambda key=key: self.counters.get(key, Counters()))
+        if self.accountant is not None:
+            self.accountant.start_session(accounting_session(self.cfg, self.registry[key]),
+                                          lambda key=key: self.sessions.counters_of(key))
 
     def _session_down(self, key: str, cause: str, counters: list[int] | None) -> None:
-        record = self.registry.pop(key, None)
+        record = self.sessions.down(key, counters)
         if record is None:
             return
-        if counters is not None:
-            self.counters[key] = Counters(*counters)
         self.stats[f"sessions_ended_{cause}"] += 1
         if self.accountant is not None and record["acct_session_id"] in self.accountant.sessions:
             self.accountant.stop_session(record["acct_session_id"], SubscriberEvent(cause))
         if self.metrics is not None:
             self.metrics.session_ended(self.counters.get(key))
-        self.counters.pop(key, None)
+        self.sessions.forget(key)
         log.info("subscriber %s (%s, %s in %s) logged out: %s", key, record.get("user"),
                  record.get("address"), record.get("vr"), cause)
 
@@ -369,20 +326,8 @@ class Supervisor:
     def select(self, *, user: str | None = None, address: str | None = None,
                vr: str | None = None, profile: str | None = None,
                session_id: str | None = None) -> list[dict]:
-        rows = []
-        for key, record in self.registry.items():
-            if user is not None and record.get("user") != user:
-                continue
-            if address is not None and record.get("address") != str(address):
-                continue
-            if vr is not None and vr not in (record.get("vr"), record.get("netns")):
-                continue
-            if profile is not None and record.get("profile") != profile:
-                continue
-            if session_id is not None and record.get("acct_session_id") != session_id:
-                continue
-            rows.append(record)
-        return rows
+        return self.sessions.select(user=user, address=address, vr=vr, profile=profile,
+                                    session_id=session_id)
 
     async def logout(self, records: list[dict],
                      cause: SubscriberEvent = SubscriberEvent.ADMIN_LOGOUT) -> int:
@@ -416,9 +361,7 @@ class Supervisor:
     async def refresh_counters(self) -> None:
         """Fresh data-path counters from every worker (else the last periodic push)."""
         for reply in await self.ask_workers({"op": "show", "what": "counters"}):
-            for key, values in reply.get("subs", {}).items():
-                if key in self.registry:
-                    self.counters[key] = Counters(*values)
+            self.sessions.absorb(reply.get("subs", {}))
 
     def aaa_counters(self) -> dict:
         """The supervisor's RADIUS client (accounting) and DAE counters; None: not in use."""
@@ -426,14 +369,7 @@ class Supervisor:
                 "dae": self._dae.processor.counters() if self._dae is not None else None}
 
     def subscriber_rows(self) -> list[dict]:
-        now = time.time()
-        rows = []
-        for key, record in self.registry.items():
-            c = self.counters.get(key, Counters())
-            rows.append({**record, "uptime": round(now - record.get("since", now), 1),
-                         "bytes_in": c.input_octets, "bytes_out": c.output_octets,
-                         "packets_in": c.input_packets, "packets_out": c.output_packets})
-        return sorted(rows, key=lambda r: (r.get("worker", 0), r.get("id", 0)))
+        return self.sessions.rows()
 
     # -- reload (SIGHUP, `dynipsec reload`) ----------------------------------------------------
     async def reload(self) -> dict[str, Any]:
@@ -481,17 +417,8 @@ class Supervisor:
 
     def _apply(self, new: ResponderConfig, applied: list[str]) -> None:
         old, self.cfg = self.cfg, new
-        self.licenses.tunnel.size = new.licenses.ipsec_tunnel
-        self.licenses.subscriber.size = new.licenses.subscriber
+        self.resources.apply(new, applied)
         self.lockouts.configure(build_lockout_settings(new))
-        for path in applied:
-            parts = path.split(".")
-            if parts[0] == "pools":
-                vrs = [parts[1]] if len(parts) >= 2 else list(new.pools)
-                for vr in vrs:
-                    names = [parts[2]] if len(parts) >= 3 else list(new.pools.get(vr, {}))
-                    for name in names:
-                        self._apply_pool(vr, name, new.pools.get(vr, {}).get(name))
         if self._dae is not None and new.aaa.dae is not None:
             self._dae.processor.clients = {ipaddress.ip_address(c.address): c
                                            for c in build_dae_clients(new)}
@@ -508,27 +435,6 @@ class Supervisor:
                 asyncio.get_running_loop().call_later(30, previous.close)
         self.log_level = new.logging.level
         setup_logging(new.logging.level, new.logging.format, "sup")
-
-    def _apply_pool(self, vr: str, name: str, pool_cfg) -> None:
-        """A new pool, or a grown one (same leases, more addresses)."""
-        if pool_cfg is None:
-            return
-        try:
-            vr_pools = self.pools.vr(vr)
-        except PoolError:
-            vr_pools = None
-        old = vr_pools.pools.get(name) if vr_pools is not None else None
-        if old is None:
-            self.pools.add_pool(vr, name, list(pool_cfg.ranges), list(pool_cfg.exclude))
-            log.info("reload: pool %s in %s added", name, vr)
-            return
-        try:
-            grown = vr_pools.grow_pool(name, list(pool_cfg.ranges), list(pool_cfg.exclude))
-        except PoolError:
-            log.error("reload: pool %s in %s not grown: it would overlap another", name, vr)
-            return
-        log.info("reload: pool %s in %s now %d addresses (was %d)", name, vr, grown.size,
-                 old.size)
 
     # -- run / stop -------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -589,9 +495,3 @@ class Supervisor:
                 sock.close()
         log.info("stopped")
 
-
-def _pool_netmask(pool_cfg) -> str | None:
-    """The netmask of a pool given as one prefix (Mode-Config INTERNAL_IP4_NETMASK)."""
-    if pool_cfg is None or len(pool_cfg.ranges) != 1 or "/" not in pool_cfg.ranges[0]:
-        return None
-    return str(ipaddress.IPv4Network(pool_cfg.ranges[0]).netmask)

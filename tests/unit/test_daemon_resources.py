@@ -1,0 +1,85 @@
+"""The supervisor's resources (licenses, then an address) and its subscriber registry,
+without processes: what a refusal leaves held, release exactly once, the counters a
+logout's accounting Stop reads."""
+from __future__ import annotations
+
+from responder.aaa.accounting import Counters
+from responder.config import parse_config
+from responder.daemon.registry import Registry
+from responder.daemon.resources import Resources
+
+from .test_daemon_orchestrator import CONFIG
+
+CFG = parse_config(CONFIG)   # two licenses of each kind, vr1 with 10.99.1.0/24
+
+
+def ask(resources: Resources, key: str, **extra) -> dict:
+    return resources.acquire(CFG, 0, {"key": key, "user": key, "vr": "vr1", **extra})
+
+
+def in_use(resources: Resources) -> list[int]:
+    return [s.in_use for s in resources.licenses.stats()]
+
+
+def test_licenses_run_out_and_the_refused_login_holds_nothing():
+    resources = Resources(CFG)
+    assert ask(resources, "0:1")["ok"] and ask(resources, "0:2")["ok"]
+    refused = ask(resources, "0:3")
+    assert refused["ok"] is False and refused["kind"] == "license"
+    assert "0:3" not in resources.held and in_use(resources) == [2, 2]
+    assert sum(resources.refused.values()) == 1
+
+
+def test_an_unknown_vr_gives_the_licenses_back():
+    resources = Resources(CFG)
+    answer = ask(resources, "0:1", vr="nosuchvr")
+    assert answer["kind"] == "vr" and "nosuchvr" in answer["reason"]
+    assert in_use(resources) == [0, 0] and resources.refused["unknown-vr"] == 1
+
+
+def test_a_second_acquire_of_one_key_is_a_duplicate_and_takes_nothing_more():
+    resources = Resources(CFG)
+    first = ask(resources, "0:1")
+    assert ask(resources, "0:1")["kind"] == "duplicate"
+    assert in_use(resources) == [1, 1] and str(resources.held["0:1"].lease.address) == first["address"]
+
+
+def test_release_is_once_and_the_address_comes_back():
+    resources = Resources(CFG)
+    address = ask(resources, "0:1", framed_ip="10.99.1.77")["address"]
+    assert address == "10.99.1.77"
+    resources.release("0:1")
+    resources.release("0:1")
+    assert in_use(resources) == [0, 0] and not resources.held
+    assert ask(resources, "0:2", framed_ip="10.99.1.77")["address"] == "10.99.1.77"
+
+
+def test_keys_of_a_worker_are_the_ones_it_acquired():
+    resources = Resources(CFG)
+    resources.acquire(CFG, 1, {"key": "1:1", "vr": "vr1"})
+    ask(resources, "0:1")
+    assert resources.keys_of(1) == ["1:1"] and resources.keys_of(0) == ["0:1"]
+
+
+def test_the_final_counters_stay_readable_until_forgotten():
+    registry = Registry()
+    registry.up("0:1", 0, {"key": "0:1", "user": "alice", "address": "10.99.1.2"})
+    registry.absorb({"0:1": [10, 20, 1, 2], "9:9": [1, 1, 1, 1]})
+    assert "9:9" not in registry.counters   # a subscriber already gone is not brought back
+    record = registry.down("0:1", [100, 200, 3, 4])
+    assert record["user"] == "alice" and len(registry) == 0
+    assert registry.counters_of("0:1") == Counters(100, 200, 3, 4)
+    registry.forget("0:1")
+    assert registry.counters_of("0:1") == Counters() and registry.down("0:1", None) is None
+
+
+def test_select_and_rows():
+    registry = Registry()
+    registry.up("0:1", 0, {"key": "0:1", "id": 1, "user": "alice", "address": "10.99.1.2",
+                           "vr": "vr1", "netns": "nsvr1", "profile": "p1"})
+    registry.up("1:1", 1, {"key": "1:1", "id": 1, "user": "bob", "address": "10.99.1.3",
+                           "vr": "vr1", "netns": "nsvr1", "profile": "p2"})
+    assert [r["key"] for r in registry.select(user="bob")] == ["1:1"]
+    assert [r["key"] for r in registry.select(vr="nsvr1", profile="p1")] == ["0:1"]
+    assert [r["worker"] for r in registry.rows()] == [0, 1]
+    assert registry.keys_of(1) == ["1:1"]
