@@ -57,8 +57,8 @@ from responder.ikev1.payloads import (  # noqa: E402
     VendorId,
 )
 
-from tests.helpers.ikev1_initiator import ike_transform  # noqa: E402
-from tests.helpers.ikev1_pair import make_pair  # noqa: E402
+from clients.ikev1_initiator.stepwise import ike_transform  # noqa: E402
+from clients.ikev1_initiator.pair import make_pair  # noqa: E402
 from tests.unit.test_hostile_cve import bad_hash_informational, raw  # noqa: E402
 from tests.unit.test_hostile_ikescan import BENT, aggressive_probe, main_mode_probe  # noqa: E402
 

@@ -12,8 +12,8 @@ from responder.ikev1.message import Message
 from responder.ikev1.payloads import NatDiscovery
 from responder.ikev1.policy import IkeRule, Limits, PresharedKey, ResponderPolicy, RuleAction
 
-from tests.helpers.ikev1_initiator import TestInitiator, seeded_rng
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import StepInitiator, seeded_rng
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 
 def test_nat_detected_and_port_float_keeps_natted_port():
@@ -83,7 +83,7 @@ def test_half_open_limit_per_peer_and_timeout():
                              limits=Limits(max_half_open_per_peer=2, half_open_timeout=30))
     responder = Responder(policy, rng=seeded_rng(3))
     for n in range(3):
-        initiator = TestInitiator(PSK, seeded_rng(100 + n))
+        initiator = StepInitiator(PSK, seeded_rng(100 + n))
         responder.receive_datagram(initiator.main_mode_1(), ("198.18.0.1", 500),
                                    ("198.18.1.2", 500), 10.0)
     assert responder.sa_count == 2
@@ -99,7 +99,7 @@ def test_global_half_open_limit():
     policy = ResponderPolicy(psks=(PresharedKey(PSK),), limits=Limits(max_half_open=3))
     responder = Responder(policy, rng=seeded_rng(3))
     for n in range(5):
-        initiator = TestInitiator(PSK, seeded_rng(200 + n))
+        initiator = StepInitiator(PSK, seeded_rng(200 + n))
         responder.receive_datagram(initiator.main_mode_1(), ("198.18.0.1", 500),
                                    (f"198.18.1.{n + 1}", 500), 0.0)
     assert responder.sa_count == 3
@@ -126,7 +126,7 @@ def test_default_deny_with_accept_rule():
 def test_unknown_cookies_and_garbage_are_dropped_and_counted():
     pair = make_pair()
     pair.main_mode()
-    other = TestInitiator(PSK, seeded_rng(77))
+    other = StepInitiator(PSK, seeded_rng(77))
     other.cky_r = b"\x01" * 8
     assert pair.send(other.main_mode_1()) == []
     assert pair.send(b"\x00" * 10) == []

@@ -25,3 +25,22 @@ def test_design_note_shows_the_dispatch_table_as_the_code_has_it():
         assert row in text, row
     assert (f"| (registered: TRANSACTION) | `{REGISTERED_ROUTE.handle.__name__}` | - | "
             f"{'yes' if REGISTERED_ROUTE.needs_phase1 else 'no'} |") in text
+
+
+def test_design_note_shows_the_phase1_tasks_as_the_code_has_them():
+    from responder.ikev1.exchanges.phase1_tasks import TASKS
+
+    text = DOC.read_text()
+    for (exchange, step), tasks in TASKS.items():
+        reads = ", ".join(t.name for t in tasks.reads) or "-"
+        builds = ", ".join(t.name for t in tasks.builds) or "-"
+        row = f"| {exchange} | {step} | {reads} | {builds} |"
+        assert row in text, row
+
+
+def test_every_phase1_task_step_is_a_message_of_its_exchange():
+    from responder.ikev1.exchanges.phase1_tasks import TASKS
+
+    tables = {t.exchange: t for t in (main_mode.TABLE, aggressive_mode.TABLE)}
+    for exchange, step in TASKS:
+        assert step in {event for _, event, _ in tables[exchange].rows()}, (exchange, step)

@@ -15,7 +15,7 @@ from responder.ikev1.payloads import NatDiscovery, SecurityAssociation, VendorId
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 from responder.ikev1.vendor_ids import CISCO_UNITY, DPD, FRAGMENTATION, NATT_RFC3947, XAUTH
 
-from tests.helpers.ikev1_initiator import seeded_rng
+from clients.ikev1_initiator.stepwise import seeded_rng
 
 CAPTURE_DIR = Path(__file__).resolve().parents[1] / "vectors" / "captures"
 GATEWAY = ("198.18.0.1", 500)

@@ -30,8 +30,8 @@ from responder.ikev1.policy import (
 )
 from responder.ikev1.enums import IdType
 
-from tests.helpers.ikev1_initiator import ike_transform, seeded_rng
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import ike_transform, seeded_rng
+from clients.ikev1_initiator.pair import PSK, make_pair
 from tests.unit.test_exchange_quick_mode import STATIC_IDS, VPNC_IDS, static_pair
 
 RETRANSMIT = RetransmitPolicy(timeout=2.0, backoff=2.0, tries=3)

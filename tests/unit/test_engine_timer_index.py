@@ -18,8 +18,8 @@ from responder.ikev1.modecfg import ModeConfig
 from responder.ikev1.policy import DpdPolicy, Limits, PresharedKey, ResponderPolicy
 from responder.ikev1.transaction_events import XauthCredentials
 
-from tests.helpers.ikev1_initiator import TestInitiator, seeded_rng
-from tests.helpers.ikev1_pair import PSK
+from clients.ikev1_initiator.stepwise import StepInitiator, seeded_rng
+from clients.ikev1_initiator.pair import PSK
 
 SERVER = ("198.18.0.1", 500)
 
@@ -70,16 +70,16 @@ class Driver:
 
         self.responder._sa_timers = recording
 
-    def send(self, initiator: TestInitiator, data: bytes) -> list:
+    def send(self, initiator: StepInitiator, data: bytes) -> list:
         self.responder.receive_datagram(data, initiator.remote, initiator.local, self.now)
         out = self.responder.datagrams_to_send()
         self.events = list(self.responder.events())
         check(self.responder)
         return [d.data for d in out if d.remote == initiator.local]
 
-    def client(self, n: int) -> TestInitiator:
+    def client(self, n: int) -> StepInitiator:
         # two SAs per address: per-peer counters see more than one
-        return TestInitiator(PSK, seeded_rng(100 + n), local=(f"198.18.2.{n // 2 + 1}", 500 + n),
+        return StepInitiator(PSK, seeded_rng(100 + n), local=(f"198.18.2.{n // 2 + 1}", 500 + n),
                              remote=SERVER)
 
     def advance(self, seconds: float) -> None:

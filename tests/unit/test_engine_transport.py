@@ -5,7 +5,7 @@ import asyncio
 from responder.ikev1.events import Phase1Established
 from responder.ikev1.transport import ResponderTransport
 
-from tests.helpers.ikev1_pair import CLIENT, SERVER, make_pair
+from clients.ikev1_initiator.pair import CLIENT, SERVER, make_pair
 
 
 class FakeTransport:

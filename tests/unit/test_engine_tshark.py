@@ -12,7 +12,7 @@ from responder.ikev1.events import KeyExport
 from responder.ikev1.payloads import Identification
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 TSHARK = PROGRAMS["tshark"][0]
 BAD_MARKERS = ("Malformed", "Expert Info (Error", "[Malformed")

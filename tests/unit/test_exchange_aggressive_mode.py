@@ -9,8 +9,8 @@ from responder.ikev1.payloads import Identification, Notification
 from responder.ikev1.policy import IkeRule, Identity, PresharedKey, ResponderPolicy, RuleAction
 from responder.ikev1.enums import IdType
 
-from tests.helpers.ikev1_initiator import ike_transform
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import ike_transform
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 GROUP = Identity(IdType.KEY_ID, "vpngroup")
 

@@ -13,7 +13,7 @@ from responder.ikev1.payloads import Delete, Notification
 from responder.ikev1.policy import DpdPolicy, PresharedKey, ResponderPolicy
 from responder.ikev1.vendor_ids import NATT_RFC3947, XAUTH
 
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 VPNC_IDS = None
 

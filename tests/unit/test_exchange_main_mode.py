@@ -14,8 +14,8 @@ from responder.ikev1.payloads import Notification
 from responder.ikev1.policy import PresharedKey, ResponderPolicy
 from responder.ikev1.vendor_ids import CISCO_UNITY, DPD, FRAGMENTATION, NATT_RFC3947, XAUTH
 
-from tests.helpers.ikev1_initiator import TestInitiator, ike_transform, seeded_rng
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import StepInitiator, ike_transform, seeded_rng
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 
 def test_main_mode_psk_to_completion():
@@ -127,7 +127,7 @@ def test_out_of_order_message_is_dropped():
     [reply] = pair.send(i.main_mode_1())
     i.handle_main_mode_2(reply)
     # a second SA payload on the same exchange: no table entry (sa_sent, sa)
-    i2 = TestInitiator(PSK, seeded_rng(5), cky_i=i.cky_i)
+    i2 = StepInitiator(PSK, seeded_rng(5), cky_i=i.cky_i)
     i2.cky_i, i2.cky_r = i.cky_i, i.cky_r
     assert pair.send(i2.main_mode_1()) == []
     assert pair.responder.stats["dropped_out_of_order"] == 1

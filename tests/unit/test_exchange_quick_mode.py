@@ -20,8 +20,8 @@ from responder.ikev1.policy import (
 )
 from responder.ikev1.vendor_ids import DPD
 
-from tests.helpers.ikev1_initiator import esp_transform, ike_transform
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import esp_transform, ike_transform
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 VPNC_IDS = (Identification.ipv4_address("10.99.0.1"), Identification.ipv4_subnet("0.0.0.0/0"))
 STATIC = StaticTunnel("site-a", peer="198.18.1.2", secret=PSK,

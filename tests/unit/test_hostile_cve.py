@@ -45,8 +45,8 @@ from responder.ikev1.payloads import (
 
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_initiator import ike_transform
-from tests.helpers.ikev1_pair import Pair, make_pair
+from clients.ikev1_initiator.stepwise import ike_transform
+from clients.ikev1_initiator.pair import Pair, make_pair
 
 INFO = ExchangeType.INFORMATIONAL
 MM = ExchangeType.IDENTITY_PROTECTION

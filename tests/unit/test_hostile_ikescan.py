@@ -39,7 +39,7 @@ from responder.ikev1.payloads import (
 )
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.pair import PSK, make_pair
 from tests.unit.test_hostile_cve import notify_types, raw
 
 MM = ExchangeType.IDENTITY_PROTECTION

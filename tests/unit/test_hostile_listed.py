@@ -26,8 +26,8 @@ from responder.ikev1.payloads import (
 from responder.ikev1.enums import ProtocolId
 from responder.ikev1.vendor_ids import DPD, NATT_RFC3947
 
-from tests.helpers.ikev1_initiator import esp_transform
-from tests.helpers.ikev1_pair import make_pair
+from clients.ikev1_initiator.stepwise import esp_transform
+from clients.ikev1_initiator.pair import make_pair
 from tests.unit.test_hostile_cve import ENC, QM, established_pair, raw, snapshot
 
 MM = ExchangeType.IDENTITY_PROTECTION

@@ -36,7 +36,7 @@ from responder.ikev1.payloads import (
 )
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_pair import CLIENT, PSK, SERVER, Pair, make_pair
+from clients.ikev1_initiator.pair import CLIENT, PSK, SERVER, Pair, make_pair
 from tests.unit.test_hostile_cve import raw, refusals, snapshot
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None,

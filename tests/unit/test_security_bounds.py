@@ -8,8 +8,8 @@ from responder.ikev1.payloads import DataAttribute, Notification
 from responder.ikev1.policy import Limits, PresharedKey, ResponderPolicy
 from responder.ikev1.transaction_events import XauthCredentials
 
-from tests.helpers.ikev1_initiator import esp_transform
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import esp_transform
+from clients.ikev1_initiator.pair import PSK, make_pair
 from tests.unit.test_transaction_support import start
 
 

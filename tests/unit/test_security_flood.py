@@ -18,8 +18,8 @@ from responder.ikev1.message import Message
 from responder.ikev1.payloads import Identification, KeyExchange, Nonce
 from responder.ikev1.policy import Identity, Limits, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_initiator import TestInitiator, seeded_rng
-from tests.helpers.ikev1_pair import PSK, SERVER, make_pair
+from clients.ikev1_initiator.stepwise import StepInitiator, seeded_rng
+from clients.ikev1_initiator.pair import PSK, SERVER, make_pair
 from tests.unit.test_hostile_cve import notify_types, raw
 from tests.unit.test_hostile_ikescan import AM, ike_scan_sa, main_mode_probe
 
@@ -44,20 +44,20 @@ def distinct(n: int) -> str:
     return f"10.{n // 250}.{n % 250}.7"
 
 
-def honest(pair, address: str, seed: int) -> TestInitiator:
-    return TestInitiator(PSK, seeded_rng(seed), local=(address, 500), remote=SERVER)
+def honest(pair, address: str, seed: int) -> StepInitiator:
+    return StepInitiator(PSK, seeded_rng(seed), local=(address, 500), remote=SERVER)
 
 
-def send_as(pair, initiator: TestInitiator, data: bytes) -> list[bytes]:
+def send_as(pair, initiator: StepInitiator, data: bytes) -> list[bytes]:
     return pair.send(data, local=SERVER, remote=initiator.local)
 
 
-def main_mode_1(pair, initiator: TestInitiator) -> None:
+def main_mode_1(pair, initiator: StepInitiator) -> None:
     [reply] = send_as(pair, initiator, initiator.main_mode_1())
     initiator.handle_main_mode_2(reply)
 
 
-def main_mode_rest(pair, initiator: TestInitiator) -> None:
+def main_mode_rest(pair, initiator: StepInitiator) -> None:
     [reply] = send_as(pair, initiator, initiator.main_mode_3())
     initiator.handle_main_mode_4(reply)
     [reply] = send_as(pair, initiator, initiator.main_mode_5())

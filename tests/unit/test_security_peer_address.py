@@ -9,7 +9,7 @@ from responder.ikev1.payloads import Notification
 from responder.ikev1.policy import PresharedKey, ResponderPolicy
 from responder.ikev1.vendor_ids import DPD, NATT_RFC3947
 
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.pair import PSK, make_pair
 
 SPOOFER = ("203.0.113.66", 4500)
 GATEWAY_4500 = ("198.18.0.1", 4500)

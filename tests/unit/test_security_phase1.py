@@ -10,8 +10,8 @@ from responder.ikev1.message import Header, Message, serialize_with_body
 from responder.ikev1.payloads import Hash, Notification, ProtocolId
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_pair import PSK, make_pair
-from tests.helpers.ikev1_initiator import Identification
+from clients.ikev1_initiator.pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import Identification
 
 
 def after_mm4(pair):

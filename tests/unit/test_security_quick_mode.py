@@ -6,7 +6,7 @@ from responder.ikev1.events import Phase2Established
 from responder.ikev1.ike_sa import MAX_CACHED_REPLIES
 from responder.ikev1.message import Header, serialize_with_body
 
-from tests.helpers.ikev1_pair import make_pair
+from clients.ikev1_initiator.pair import make_pair
 
 
 def junk_quick_mode(pair, message_id: int, fill: int = 0) -> bytes:

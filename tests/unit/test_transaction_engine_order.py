@@ -8,7 +8,7 @@ from tests.unit.test_transaction_support import STRONGSWAN_REQUEST, exchange_of,
 
 def test_main_mode_6_goes_out_before_the_xauth_request():
     """A REQUEST that overtakes MM6 reaches a client without the phase 1 IV yet."""
-    from tests.helpers.ikev1_pair import make_pair
+    from clients.ikev1_initiator.pair import make_pair
     from responder.ikev1.exchanges.transaction import TransactionTask
     from responder.ikev1.policy import PresharedKey, ResponderPolicy
     from tests.unit.test_transaction_support import PSK

@@ -10,8 +10,8 @@ from responder.ikev1.policy import ResponderPolicy, Selector, StaticTunnel
 from responder.ikev1.transaction_events import XauthCredentials, XauthFailed
 from responder.ikev1.vendor_ids import DPD
 
-from tests.helpers.ikev1_initiator import ike_transform
-from tests.helpers.ikev1_pair import PSK, make_pair
+from clients.ikev1_initiator.stepwise import ike_transform
+from clients.ikev1_initiator.pair import PSK, make_pair
 from tests.unit.test_transaction_support import A, Client, start
 
 

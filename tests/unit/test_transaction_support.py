@@ -18,7 +18,7 @@ from responder.ikev1.modecfg import ModeConfig
 from responder.ikev1.payloads import AttributePayload, DataAttribute, Delete, Hash, serialize_payloads
 from responder.ikev1.policy import Identity, PresharedKey, ResponderPolicy
 
-from tests.helpers.ikev1_pair import PSK, Pair, make_pair
+from clients.ikev1_initiator.pair import PSK, Pair, make_pair
 
 A = ConfigAttribute
 

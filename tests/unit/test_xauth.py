@@ -16,7 +16,7 @@ from responder.ikev1.transaction_events import (
 from responder.ikev1.vendor_ids import NATT_RFC3947, XAUTH
 from responder.ikev1.xauth import InvalidXauthReply, parse_reply, request_attributes, strip_one_nul
 
-from tests.helpers.ikev1_initiator import ike_transform
+from clients.ikev1_initiator.stepwise import ike_transform
 from tests.unit.test_transaction_support import A, exchange_of, start
 
 

@@ -41,17 +41,14 @@ from .phase1 import (
     authenticate_final,
     decrypt_final,
     establish,
-    natd_payloads,
-    note_vendor_ids,
     our_identity_and_hash_r,
-    our_vendor_ids,
     peer_identity,
-    process_natd,
     responder_lifetime,
     run_step,
     take_nonces_and_derive_keys,
     verify_hash_i,
 )
+from . import phase1_tasks
 
 __all__ = ["TABLE", "handle", "classify"]
 
@@ -77,7 +74,7 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
                      exactly_one=(SecurityAssociation, KeyExchange, Nonce, Identification),
                      allowed=(VendorId,))
     log = ctx.sa_log(sa)
-    note_vendor_ids(sa, message)
+    phase1_tasks.read(("aggressive_mode", "sa_ke_id"), ctx, sa, message, local, remote)
     id_payload = message.first(Identification)
     sa.identity = peer_identity(id_payload)
     check_identity_allowed(ctx, sa, sa.identity)
@@ -99,7 +96,7 @@ def _on_first(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) 
     sa.id_payload_body = raw_body(message.header.next_payload, message.body,
                                   PayloadType.IDENTIFICATION)
     payloads = [our_sa, KeyExchange(sa.g_xr), Nonce(sa.nr_b), our_id,
-                *our_vendor_ids(ctx, sa), *natd_payloads(ctx, sa), hash_r,
+                *phase1_tasks.payloads(("aggressive_mode", "sa_ke_id"), ctx, sa), hash_r,
                 *responder_lifetime(sa)]
     return [build_cleartext(sa, ExchangeType.AGGRESSIVE, 0, payloads)]
 
@@ -115,10 +112,9 @@ def _on_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -
     decrypted = authenticate_final(ctx, sa, check)
     if message.encrypted:
         accept(sa, message)
-    note_vendor_ids(sa, decrypted)
     # RFC 3947 §3.2: the initiator's NAT-D come in message 3. Compare them with
     # the addresses of message 1/2 (the float to 4500 happens with this one).
-    process_natd(ctx, sa, decrypted, sa.local, sa.remote)
+    phase1_tasks.read(("aggressive_mode", "hash"), ctx, sa, decrypted, sa.local, sa.remote)
     sa.local, sa.remote = local, remote
     establish(ctx, sa, decrypted)
     return []

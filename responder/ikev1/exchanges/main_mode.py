@@ -42,17 +42,14 @@ from .phase1 import (
     authenticate_final,
     decrypt_final,
     establish,
-    natd_payloads,
-    note_vendor_ids,
     our_identity_and_hash_r,
-    our_vendor_ids,
     peer_identity,
-    process_natd,
     responder_lifetime,
     run_step,
     take_nonces_and_derive_keys,
     verify_hash_i,
 )
+from . import phase1_tasks
 
 __all__ = ["TABLE", "handle", "classify"]
 
@@ -81,12 +78,12 @@ def handle(ctx: ExchangeContext, sa: IkeSa, message: Message,
 def _on_sa(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
     require_payloads(message, "main mode msg 1", exactly_one=(SecurityAssociation,),
                      allowed=(VendorId,))
-    note_vendor_ids(sa, message)
+    phase1_tasks.read(("main_mode", "sa"), ctx, sa, message, local, remote)
     sa_body = raw_body(message.header.next_payload, message.body, PayloadType.SA)
     our_sa = choose_transform(ctx, sa, message.first(SecurityAssociation), sa_body)
     ctx.sa_log(sa).info("main mode: chose %s", sa.choice.ike.describe())
     return [build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0,
-                            [our_sa, *our_vendor_ids(ctx, sa)])]
+                            [our_sa, *phase1_tasks.payloads(("main_mode", "sa"), ctx, sa)])]
 
 
 def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> list[bytes]:
@@ -99,8 +96,9 @@ def _on_ke(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote) -> 
         raise protocol_error(NotifyType.AUTHENTICATION_FAILED,
                              f"no pre-shared key for {local[0]} <- {remote[0]}")
     take_nonces_and_derive_keys(ctx, sa, message, ke, psk)
-    process_natd(ctx, sa, message, local, remote)
-    payloads = [KeyExchange(sa.g_xr), Nonce(sa.nr_b), *natd_payloads(ctx, sa)]
+    phase1_tasks.read(("main_mode", "ke_nonce"), ctx, sa, message, local, remote)
+    payloads = [KeyExchange(sa.g_xr), Nonce(sa.nr_b),
+                *phase1_tasks.payloads(("main_mode", "ke_nonce"), ctx, sa)]
     return [build_cleartext(sa, ExchangeType.IDENTITY_PROTECTION, 0, payloads)]
 
 
@@ -117,7 +115,7 @@ def _on_id_hash(ctx: ExchangeContext, sa: IkeSa, message: Message, local, remote
     accept(sa, message)
     sa.identity = peer_identity(decrypted.first(Identification))
     check_identity_allowed(ctx, sa, sa.identity)
-    note_vendor_ids(sa, decrypted)
+    phase1_tasks.read(("main_mode", "id_hash"), ctx, sa, decrypted, local, remote)
     our_id, hash_r = our_identity_and_hash_r(ctx, sa)
     # RFC 3947 §4: the peer may have floated to 4500 with this message
     sa.local, sa.remote = local, remote

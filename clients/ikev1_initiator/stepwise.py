@@ -1,10 +1,11 @@
-"""A step-by-step IKEv1 initiator for driving the Responder in memory.
+"""The step-by-step IKEv1 initiator: the kit's crafting hook for tests and probes.
 
-Each message is one method call, so tests can interleave, repeat, corrupt or skip
-messages. The payloads, keys, hashes and encryption are the project initiator's
-(`clients.ikev1_initiator`: `wire` builds transforms and SAs, `keying` derives keys,
+Each message is one method call, so a caller can interleave, repeat, corrupt or skip
+messages (what `InitiatorSession` never does). The payloads, keys, hashes and
+encryption are the kit's own (`wire` builds transforms and SAs, `keying` derives keys,
 computes HASH payloads and seals messages, `hooks` crafts bad ones); this class only
-holds one exchange's state between calls. Deterministic given `rng`.
+holds one exchange's state between calls. Deterministic given `rng`. Driven in memory
+by `pair.Pair`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from clients.ikev1_initiator.config import EspOffer, IkeOffer
-from clients.ikev1_initiator.hooks import Step, replace_hash
-from clients.ikev1_initiator.keying import (
+from .config import EspOffer, IkeOffer
+from .hooks import Step, replace_hash
+from .keying import (
     child_keys,
     decrypt_message,
     expected_hash1,
@@ -26,9 +27,9 @@ from clients.ikev1_initiator.keying import (
     quick_mode_hash3,
     seal,
 )
-from clients.ikev1_initiator.wire import esp_transform as _esp_transform
-from clients.ikev1_initiator.wire import ike_transform as _ike_transform
-from clients.ikev1_initiator.wire import isakmp_sa
+from .wire import esp_transform as _esp_transform
+from .wire import ike_transform as _ike_transform
+from .wire import isakmp_sa
 from responder.ikev1.crypto.dh import dh_group
 from responder.ikev1.crypto.iv import MessageCipher
 from responder.ikev1.crypto.phase1 import Phase1Keys
@@ -106,9 +107,7 @@ class QuickModeRun:
 
 
 @dataclass
-class TestInitiator:
-    __test__ = False  # not a pytest class
-
+class StepInitiator:
     psk: bytes
     rng: object
     local: Address = ("198.18.1.2", 500)
@@ -336,5 +335,5 @@ class TestInitiator:
         return message
 
 
-__all__ = ["TestInitiator", "QuickModeRun", "ike_transform", "esp_transform", "seeded_rng",
+__all__ = ["StepInitiator", "QuickModeRun", "ike_transform", "esp_transform", "seeded_rng",
            "PayloadType"]

@@ -1,21 +1,23 @@
 """In-memory initiator/responder pair with a fake clock (aioquic style).
 
-The harness is the initiator kit's `MemoryLink` (clock, responder timers, the wire
-as recorded); `Pair` drives it with the step-by-step `TestInitiator` instead of an
-`InitiatorSession`: each `send` is one crafted message, its replies come back raw.
+The harness is the kit's one in-memory link, `memory.MemoryLink` (clock, responder
+timers, the wire as recorded); `Pair` drives it with the step-by-step
+`stepwise.StepInitiator` instead of an `InitiatorSession`: each `send` is one crafted
+message, its replies come back raw. The engine, hostile-input and security tests use
+it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clients.ikev1_initiator.memory import MemoryLink
+from .memory import MemoryLink
 from responder.ikev1.engine import Datagram, Responder
 from responder.ikev1.events import Event
 from responder.ikev1.natt_framing import strip_non_esp_marker
 from responder.ikev1.policy import PresharedKey, ResponderPolicy
 
-from .ikev1_initiator import TestInitiator, seeded_rng
+from .stepwise import StepInitiator, seeded_rng
 
 PSK = b"s3cret-group-key"
 SERVER = ("198.18.0.1", 500)
@@ -24,7 +26,7 @@ CLIENT = ("198.18.1.2", 500)
 
 @dataclass
 class Pair(MemoryLink):
-    initiator: TestInitiator | None = None
+    initiator: StepInitiator | None = None
     #: every datagram the responder produced (for the tshark check)
     sent: list[Datagram] = field(default_factory=list)
     received: list[Datagram] = field(default_factory=list)
@@ -100,6 +102,6 @@ def make_pair(policy: ResponderPolicy | None = None, *, seed: int = 1,
               initiator_kwargs: dict | None = None, responder_kwargs: dict | None = None) -> Pair:
     policy = policy or ResponderPolicy(psks=(PresharedKey(PSK),))
     responder = Responder(policy, rng=seeded_rng(seed), **(responder_kwargs or {}))
-    initiator = TestInitiator(PSK, seeded_rng(seed + 1000), local=CLIENT, remote=SERVER,
+    initiator = StepInitiator(PSK, seeded_rng(seed + 1000), local=CLIENT, remote=SERVER,
                               **(initiator_kwargs or {}))
     return Pair(responder=responder, server=SERVER, initiator=initiator)
