@@ -11,10 +11,10 @@ from typing import Any
 
 from responder.aaa.accounting import Counters
 
-__all__ = ["Registry"]
+__all__ = ["SubscriberRegistry"]
 
 
-class Registry:
+class SubscriberRegistry:
     def __init__(self) -> None:
         #: key -> the subscriber's record
         self.records: dict[str, dict[str, Any]] = {}

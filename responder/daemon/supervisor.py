@@ -49,7 +49,7 @@ from .control import ControlServer
 from .dae_directory import RegistryDirectory
 from .lockouts import LockoutCenter, broadcaster
 from .logsetup import setup_logging
-from .registry import Registry
+from .registry import SubscriberRegistry
 from .reload import effective_config, load_text
 from .resources import Held, Resources
 from .session_accounting import accounting_session
@@ -87,7 +87,7 @@ class Supervisor:
         self.log_level = log_level
         self.workers_count = cfg.workers
         self.resources = Resources(cfg)
-        self.sessions = Registry()
+        self.sessions = SubscriberRegistry()
         self.stats: Counter[str] = Counter()
         self.workers: list[WorkerHandle] = []
         #: Xauth failure counters and lockouts, counted once for every worker

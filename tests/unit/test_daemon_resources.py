@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from responder.aaa.accounting import Counters
 from responder.config import parse_config
-from responder.daemon.registry import Registry
+from responder.daemon.registry import SubscriberRegistry
 from responder.daemon.resources import Resources
 
 from .test_daemon_orchestrator import CONFIG
@@ -62,7 +62,7 @@ def test_keys_of_a_worker_are_the_ones_it_acquired():
 
 
 def test_the_final_counters_stay_readable_until_forgotten():
-    registry = Registry()
+    registry = SubscriberRegistry()
     registry.up("0:1", 0, {"key": "0:1", "user": "alice", "address": "10.99.1.2"})
     registry.absorb({"0:1": [10, 20, 1, 2], "9:9": [1, 1, 1, 1]})
     assert "9:9" not in registry.counters   # a subscriber already gone is not brought back
@@ -74,7 +74,7 @@ def test_the_final_counters_stay_readable_until_forgotten():
 
 
 def test_select_and_rows():
-    registry = Registry()
+    registry = SubscriberRegistry()
     registry.up("0:1", 0, {"key": "0:1", "id": 1, "user": "alice", "address": "10.99.1.2",
                            "vr": "vr1", "netns": "nsvr1", "profile": "p1"})
     registry.up("1:1", 1, {"key": "1:1", "id": 1, "user": "bob", "address": "10.99.1.3",
