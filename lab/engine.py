@@ -17,6 +17,7 @@ that `dynipsec lab clean` can remove precisely the leftovers of a crashed run.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib.util
 import json
 import logging
 import os
@@ -47,6 +48,25 @@ NAT_BRIDGE = "nat0"
 
 class LabError(RuntimeError):
     """The lab could not be built, or is already running under the same prefix."""
+
+
+#: Python modules of the `lab` extra (pyproject.toml) that building a lab imports
+LAB_EXTRA_MODULES = ("mininet", "jinja2", "pexpect")
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+def require_lab_extra() -> None:
+    """Fail before anything is created if the `lab` extra is not installed."""
+    missing = [name for name in LAB_EXTRA_MODULES if not _importable(name)]
+    if missing:
+        raise LabError(f"the lab needs the Python packages of the `lab` extra, missing: "
+                       f"{', '.join(missing)} (pip install 'dynipsec[lab]', or `make setup`)")
 
 
 @dataclass(frozen=True)
@@ -275,6 +295,7 @@ class Lab:
         if self.net is not None:
             return self
         started = time.monotonic()
+        require_lab_extra()
         self._claim_prefix()
         try:
             self._run_dir = self._run_dir or make_run_dir()

@@ -53,3 +53,17 @@ def test_the_blocker_really_blocks():
     done = run("--help", program=PROGRAM.replace("from responder.cli import main",
                                                  "import mininet"))
     assert done.returncode != 0 and "No module named 'mininet'" in done.stderr
+
+
+def test_a_lab_without_the_lab_extra_names_what_to_install_before_building():
+    """`pip install .` brings lab/ and clients/ but not Mininet, pexpect or jinja2: a lab
+    must refuse to start with the names, not fail half-built inside Mininet."""
+    program = PROGRAM.replace(repr(ABSENT), repr(("mininet", "pexpect", "jinja2"))).replace(
+        "from responder.cli import main\nsys.exit(main(sys.argv[1:]))",
+        "from lab.engine import require_lab_extra\nrequire_lab_extra()")
+    assert "require_lab_extra()" in program
+    done = run(program=program)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("lab.engine.LabError") and "mininet, jinja2, pexpect" in last, last
+    assert "dynipsec[lab]" in last
