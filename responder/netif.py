@@ -576,24 +576,53 @@ def route_message(kind: int, address: IPv4Address, oif: int, *, create: bool = F
 class Rtnl:
     """A blocking rtnetlink socket in the namespace of the thread that made it.
 
-    ``request`` sends its messages in one datagram and waits for every ack: the kernel
-    runs them in order, so a batch costs one system call each way.
+    ``request`` sends its messages in datagrams of `BATCH` and waits for every ack: the
+    kernel runs them in order, so a batch costs one system call each way.
     """
+
+    #: requests per datagram: every ack holds ~1 kB of the socket's receive buffer until
+    #: read, and the default buffer (208 kB) overflowed at ~270 acks (ENOBUFS: the rest
+    #: were dropped and their wait never ended)
+    BATCH = 64
+    #: a lost answer ends the wait with an error instead of blocking the thread for good
+    TIMEOUT = 30.0
 
     def __init__(self) -> None:
         self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
                                    socket.NETLINK_ROUTE)
         self._sock.bind((0, 0))
+        self._sock.settimeout(self.TIMEOUT)
         self._seq = 0
 
     def close(self) -> None:
         self._sock.close()
 
     def request(self, *messages: tuple[int, int, bytes]) -> list[tuple[int, bytes]]:
-        """Send, wait for all acks; raise the first refusal. Returns the replies' bodies."""
-        datagram, pending = self._encode(messages, NLM_F_ACK)
-        self._sock.send(datagram)
-        return self._collect(pending)
+        """Send, wait for all acks; raise the first refusal (after every batch ran).
+        Returns the replies' bodies."""
+        replies: list[tuple[int, bytes]] = []
+        failure: NetlinkError | None = None
+        for start in range(0, len(messages), self.BATCH):
+            datagram, pending = self._encode(messages[start:start + self.BATCH], NLM_F_ACK)
+            self._sock.send(datagram)
+            try:
+                replies += self._collect(pending)
+            except NetlinkError as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+        return replies
+
+    def _recv(self) -> bytes:
+        try:
+            return self._sock.recv(1 << 16)
+        except socket.timeout:
+            raise NetlinkError(errno.ETIMEDOUT, f"no netlink answer within {self.TIMEOUT:g} s") from None
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                raise NetlinkError(errno.ENOBUFS, "netlink answers lost: receive buffer "
+                                   "overrun") from None
+            raise
 
     def link_index(self, name: str) -> int:
         """The ifindex of device ``name`` in this socket's namespace (one RTM_GETLINK)."""
@@ -610,7 +639,7 @@ class Rtnl:
         (seq,) = pending
         bodies: list[bytes] = []
         while True:
-            data = self._sock.recv(1 << 16)
+            data = self._recv()
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
                 length, reply, _flags, reply_seq, _pid = _NLMSGHDR.unpack_from(data, offset)
@@ -649,7 +678,7 @@ class Rtnl:
         replies: list[tuple[int, bytes]] = []
         failure: NetlinkError | None = None
         while pending:
-            data = self._sock.recv(65536)
+            data = self._recv()
             offset = 0
             while offset + _NLMSGHDR.size <= len(data):
                 length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)

@@ -227,3 +227,18 @@ def test_a_refused_access_route_leaves_no_device_behind(namespaces, manager):
     assert refused.value.errno == 17  # EEXIST, from the route of the same batch
     time.sleep(0.05)  # the device goes with its fd; unregistering is asynchronous
     assert ifname(1) not in link_names(vr) and len(manager) == 0
+
+
+def test_removing_hundreds_of_some_in_one_call(namespaces):
+    """Each device moved to the removal group is acked; hundreds of acks overflowed the
+    netlink socket's receive buffer (ENOBUFS) and left the devices to the fd close."""
+    vr = namespaces("h")
+    with InterfaceManager() as manager:
+        specs = [InterfaceSpec(vr, ifname(n), IPv4Address("10.98.0.0") + n, 1400)
+                 for n in range(1, 701)]
+        created = manager.create_many(specs)
+        assert manager.remove_many(created[:600]) == 600
+        left = link_names(vr)
+        assert not {s.name for s in specs[:600]} & left and {s.name for s in specs[600:]} <= left
+        assert len(in_ns(vr, "ip", "route", "show").splitlines()) == 100
+        assert manager.remove_many(manager.list()) == 100
