@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from responder.aaa.accounting import Counters
@@ -120,10 +121,20 @@ class ThreadedInterfaces:
     def remove(self, iface) -> None:
         self._removals.add(iface)  # batched: one grace period per batch (netifbatch.py)
 
-    def close(self) -> None:
-        """Remove what is left, close the handles, wait for the thread."""
-        self._executor.submit(self._manager.close).result()
+    #: how long a worker's exit waits for the netif thread's last removals
+    CLOSE_TIMEOUT = 20.0
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Remove what is left, close the handles, wait for the thread. False if the
+        thread did not finish in time (then the process must exit without joining it:
+        closing the TUN fds at exit removes the devices all the same)."""
+        try:
+            self._executor.submit(self._manager.close).result(
+                self.CLOSE_TIMEOUT if timeout is None else timeout)
+        except FutureTimeout:
+            return False
         self._executor.shutdown(wait=True)
+        return True
 
 
 class Worker:
@@ -138,6 +149,8 @@ class Worker:
         self.generation = generation
         self.boot_id = boot_id
         self._stopped = asyncio.Event()
+        #: set when a thread could not be joined at shutdown (main() then exits at once)
+        self.abandoned_threads = False
         self._transports: dict[tuple[str, int], DatagramSocket] = {}
         self._raw: dict[str, RawEspSocket] = {}
 
@@ -228,7 +241,11 @@ class Worker:
         self.rt.close()
         for raw in self._raw.values():
             raw.close()
-        self.interfaces.close()
+        if not self.interfaces.close():
+            log.error("worker %d: interface removal did not finish in %.0f s; exiting without "
+                      "it (the kernel removes the devices with their fds)", self.index,
+                      ThreadedInterfaces.CLOSE_TIMEOUT)
+            self.abandoned_threads = True
 
     # -- I/O helpers ----------------------------------------------------------------------
     _flush_pending = False
@@ -388,7 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         sockets.append((address, int(port), socket.socket(fileno=int(fd))))
     worker = Worker(cfg, args.index, args.workers, sockets, ipc_sock, args.generation,
                     args.boot_id)
-    return asyncio.run(worker.run())
+    code = asyncio.run(worker.run())
+    if worker.abandoned_threads:
+        # a stuck thread would be joined at interpreter exit, and the worker never end
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -169,6 +169,15 @@ def test_leftover_interface_removed_at_start(lab, plan, gateway, wait_until):
             gateway.start()
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for init to reap it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in status
+
+
 def _state_dir(gateway) -> Path:
     return Path(gateway.config["state_dir"])
 
@@ -200,9 +209,12 @@ def test_stop_of_a_sigkilled_supervisor_sent_after_restart(lab, plan, gateway, w
             assert wait_until(lambda: '"status":2' in journal.read_text()
                               and row["acct_session_id"] in journal.read_text(), 10)
             supervisor = gateway.pid
+            workers = [w["pid"] for w in gateway.workers()]
             assert b"responder" in Path(f"/proc/{supervisor}/cmdline").read_bytes()
             os.kill(supervisor, signal.SIGKILL)
             assert wait_until(lambda: not gateway.daemon.alive(), 10)
+            # the workers go with their supervisor (parent-death signal), none orphaned
+            assert wait_until(lambda: not any(_running(pid) for pid in workers), 15), workers
         finally:
             for route in blackholes:
                 lab.router.cmd(f"ip route del {route} 2>&1")
