@@ -50,8 +50,7 @@ from lab.gateways.dynipsec import DynipsecGateway  # noqa: E402
 from lab.gateways.strongswan import StrongSwanGateway  # noqa: E402
 from lab.loadgen import (GatewayProbe, LoadProcess, LoadSpec, SourceAddresses,  # noqa: E402
                          held_count, leftovers, meminfo_kb, run_loads, scaled_topology,
-                         source_blocks, user_template, wait_for,
-                         wait_interfaces_gone)
+                         source_blocks, user_template, wait_for)
 from lab.topology import load_topology  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "login.json"
@@ -104,13 +103,9 @@ class Bench:
         return gateway
 
     def stop(self) -> None:
-        gateway, self.gateway, self.probe = self.gateway, None, None
-        if gateway is None:
-            return
-        gateway.stop()
-        if gateway.kind == "dynipsec" and not wait_interfaces_gone(gateway, self.lab,
-                                                                   progress=say):
-            say("subscriber interfaces still present after 180 s; the next start may wait")
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.gateway = self.probe = None
 
     def users(self, count: int) -> int:
         """First user number of a block of `count` (wraps around the user database)."""

@@ -461,38 +461,6 @@ def held_count(gateway) -> int:
     return int(match.group(1))
 
 
-def subscriber_links(gateway, lab) -> tuple[int, int]:
-    """dynipsec's subscriber interfaces and their routes in the VR namespaces."""
-    prefixes = [vr["interface_prefix"] for vr in gateway.config["vrs"].values()]
-    links = routes = 0
-    for group in gateway.plan.groups:
-        node = lab.node(group.vr)
-        links += sum(1 for line in node.cmd("ip -o link show").splitlines()
-                     if any(f": {p}-" in line for p in prefixes))
-        routes += sum(1 for line in node.cmd("ip -4 route show").splitlines()
-                      if any(f"dev {p}-" in line for p in prefixes))
-    return links, routes
-
-
-def wait_interfaces_gone(gateway, lab, timeout: float = 180.0,
-                         progress=lambda message: None) -> bool:
-    """After a stopped dynipsec held thousands: the kernel unregisters their TUN devices
-    after the process is gone, holding the rtnl lock, and the next gateway's start-up
-    (its netlink calls) waits behind it. True once none is left."""
-    deadline = time.monotonic() + timeout
-    said = 0.0
-    while True:
-        links, _ = subscriber_links(gateway, lab)
-        if links == 0:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        if time.monotonic() - said > 10:
-            progress(f"waiting for the kernel to remove {links} subscriber interfaces")
-            said = time.monotonic()
-        time.sleep(0.5)
-
-
 def leftovers(gateway, lab) -> dict[str, int]:
     """Everything a logged-out subscriber must give back, counted (all 0 when clean)."""
     found: dict[str, int] = {}
@@ -502,7 +470,16 @@ def leftovers(gateway, lab) -> dict[str, int]:
         found["subscribers"] = len(gateway.show("subscribers"))
         found["ike_sas"] = len(gateway.show("ike-sa"))
         found["ipsec_sas"] = len(gateway.show("ipsec-sa"))
-        found["tun_devices"], found["routes"] = subscriber_links(gateway, lab)
+        prefixes = [vr["interface_prefix"] for vr in gateway.config["vrs"].values()]
+        links = routes = 0
+        for group in gateway.plan.groups:
+            node = lab.node(group.vr)
+            links += sum(1 for line in node.cmd("ip -o link show").splitlines()
+                         if any(f": {p}-" in line for p in prefixes))
+            routes += sum(1 for line in node.cmd("ip -4 route show").splitlines()
+                          if any(f"dev {p}-" in line for p in prefixes))
+        found["tun_devices"] = links
+        found["routes"] = routes
     else:
         found["ike_sas"] = held_count(gateway)
         pools = gateway.charon.swanctl("--list-pools")

@@ -399,8 +399,7 @@ def run_gateway(lab, table: CaseTable, kind: str, out_dir: Path,
 
 
 def _capture_counters(lab):
-    capture = getattr(lab, "capture", None)
-    return capture.counters() if capture is not None else None
+    return lab.capture.counters() if lab.capture is not None else None
 
 
 def _capture_dropped(lab, before) -> int:

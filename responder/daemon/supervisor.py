@@ -303,10 +303,10 @@ class Supervisor:
         self.resources.release(key)
 
     def _session_up(self, key: str, worker: int, record: dict) -> None:
-        self.sessions.up(key, worker, record)
+        record = self.sessions.up(key, worker, record)
         self.stats["sessions_started"] += 1
         if self.accountant is not None:
-            self.accountant.start_session(accounting_session(self.cfg, self.registry[key]),
+            self.accountant.start_session(accounting_session(self.cfg, record),
                                           lambda key=key: self.sessions.counters_of(key))
 
     def _session_down(self, key: str, cause: str, counters: list[int] | None) -> None:
