@@ -2,7 +2,7 @@
 """Login cost, rate, scale and churn: dynipsec side by side with the reference strongSwan.
 
     .venv/bin/python bench/login_bench.py [--quick] [--rounds 3] [--logins 1000]
-        [--rate 100] [--scale 10000] [--churn 2000] [--aaa local,radius]
+        [--rate 100] [--scale 10000] [--churn 10000] [--aaa local,radius]
 
 One lab (the default topology with a pool of /18 per VR and --users generated local
 users), two client hosts, each running `python -m clients.ikev1_initiator.load` from
@@ -70,8 +70,12 @@ AAA_WORK = {
 log = logging.getLogger("login_bench")
 
 
+_STARTED = time.monotonic()
+
+
 def say(message: str) -> None:
-    print(f"[login] {message}", flush=True)
+    """A progress line, with the seconds since the benchmark started."""
+    print(f"[login +{time.monotonic() - _STARTED:.0f}s] {message}", flush=True)
 
 
 # -- one gateway ---------------------------------------------------------------------------
@@ -355,7 +359,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if quick else 3)
     args.logins = args.logins or (200 if quick else 1000)
     args.scale = args.scale if args.scale is not None else (0 if quick else 10000)
-    args.churn = args.churn if args.churn is not None else (200 if quick else 2000)
+    args.churn = args.churn if args.churn is not None else (200 if quick else 10000)
     args.users = args.users or max(1000 if quick else 12000, args.scale + args.logins)
     return args
 

@@ -22,7 +22,11 @@ def _ip(value: str | IPv4 | None) -> IPv4 | None:
     return None if value is None else ipaddress.IPv4Address(value)
 
 
-@dataclass(frozen=True)
+#: the servers of a user without any (one shared tuple: user tables run to thousands)
+_NO_SERVERS: tuple[None, None] = (None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class LocalUser:
     """One configured user. Everything but the password is optional authorization."""
 
@@ -32,8 +36,8 @@ class LocalUser:
     netmask: IPv4 | None = None
     pool: str | None = None
     virtual_router: str | None = None
-    dns: tuple[IPv4 | None, IPv4 | None] = (None, None)
-    wins: tuple[IPv4 | None, IPv4 | None] = (None, None)
+    dns: tuple[IPv4 | None, IPv4 | None] = _NO_SERVERS
+    wins: tuple[IPv4 | None, IPv4 | None] = _NO_SERVERS
     session_timeout: int | None = None
     idle_timeout: int | None = None
 
@@ -45,7 +49,9 @@ class LocalUser:
                     idle_timeout: int | None = None) -> "LocalUser":
         """Build from plain configuration values (strings, lists of up to two servers)."""
         def pair(values: list[str] | None) -> tuple[IPv4 | None, IPv4 | None]:
-            values = list(values or [])[:2] + [None, None]
+            if not values:
+                return _NO_SERVERS
+            values = list(values)[:2] + [None, None]
             return _ip(values[0]), _ip(values[1])
 
         return cls(name=name, password=password.encode() if isinstance(password, str) else password,

@@ -232,7 +232,7 @@ class StaticTunnelConfig(_SecretBytes):
     secret: Secret = _resolved_secret()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LocalUserConfig:
     password: Secret = field(repr=False)
     address: IPv4Address | None
@@ -350,12 +350,16 @@ def _write(value: Any, hint: Any) -> Any:
 
 
 def _write_section(obj: Any, cls: type) -> dict[str, Any]:
+    """Fields that are None or empty are left out (read back as None or empty): most of
+    a large user table is passwords only, and the snapshot is parsed by every worker."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.metadata.get("written_from") == "secret_bytes":
-            out[f.name] = obj.secret_bytes().decode()
+            value = obj.secret_bytes().decode()
         else:
-            out[f.name] = _write(getattr(obj, f.name), _hints(cls)[f.name])
+            value = _write(getattr(obj, f.name), _hints(cls)[f.name])
+        if value is not None and value != [] and value != {}:
+            out[f.name] = value
     return out
 
 
@@ -381,9 +385,14 @@ def _read(plain: Any, hint: Any) -> Any:
     if origin is dict:
         return {key: _read(item, typing.get_args(hint)[1]) for key, item in plain.items()}
     if dataclasses.is_dataclass(hint):
-        return hint(**{f.name: _read(plain[f.name], _hints(hint)[f.name])
+        return hint(**{f.name: _read(plain.get(f.name, _EMPTY.get(typing.get_origin(
+                                  _hints(hint)[f.name]))), _hints(hint)[f.name])
                        for f in dataclasses.fields(hint)})
     return _READERS[hint](plain)
+
+
+#: what a left-out field is read as, by its hint's origin (else None)
+_EMPTY = {tuple: [], dict: {}}
 
 
 def worker_snapshot(cfg: Any) -> dict[str, Any]:

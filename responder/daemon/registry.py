@@ -3,6 +3,10 @@ workers' session-up and update lines), with its last data-path counters.
 
 ``show subscribers``, ``logout``, RFC 5176 lookups (dae_directory.py) and accounting read
 it; only the supervisor's worker messages change it.
+
+Every login asks for the user's other sessions (``select(user=...)``: a login again from
+the same peer makes the older one go), so records are indexed by user: with thousands
+held, a scan of all records per login was most of the supervisor's time.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ class SubscriberRegistry:
         #: key -> the subscriber's record
         self.records: dict[str, dict[str, Any]] = {}
         self.counters: dict[str, Counters] = {}
+        #: user -> keys of that user's records (in login order)
+        self._by_user: dict[str, dict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -28,14 +34,18 @@ class SubscriberRegistry:
 
     def up(self, key: str, worker: int, record: dict) -> dict:
         record = dict(record, worker=worker, since=time.time())
+        self._unindex(key)
         self.records[key] = record
+        self._index(key)
         self.counters[key] = Counters()
         return record
 
     def update(self, key: str, changes: dict) -> None:
         record = self.records.get(key)
         if record is not None:
+            self._unindex(key)
             record.update(changes)
+            self._index(key)
 
     def absorb(self, subs: dict[str, list[int]]) -> None:
         """Data-path counters pushed or asked for (unknown keys: already logged out)."""
@@ -46,6 +56,7 @@ class SubscriberRegistry:
     def down(self, key: str, counters: list[int] | None) -> dict | None:
         """The record gone (None if it was not registered); its final counters stay
         readable until `forget` (accounting's Stop reads them)."""
+        self._unindex(key)
         record = self.records.pop(key, None)
         if record is not None and counters is not None:
             self.counters[key] = Counters(*counters)
@@ -61,7 +72,9 @@ class SubscriberRegistry:
                vr: str | None = None, profile: str | None = None,
                session_id: str | None = None) -> list[dict]:
         rows = []
-        for record in self.records.values():
+        candidates = (self.records.values() if user is None else
+                      [self.records[key] for key in self._by_user.get(user, ())])
+        for record in candidates:
             if user is not None and record.get("user") != user:
                 continue
             if address is not None and record.get("address") != str(address):
@@ -74,6 +87,20 @@ class SubscriberRegistry:
                 continue
             rows.append(record)
         return rows
+
+    def _index(self, key: str) -> None:
+        user = self.records[key].get("user")
+        if user is not None:
+            self._by_user.setdefault(user, {})[key] = None
+
+    def _unindex(self, key: str) -> None:
+        record = self.records.get(key)
+        user = record.get("user") if record is not None else None
+        keys = self._by_user.get(user) if user is not None else None
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._by_user[user]
 
     def rows(self) -> list[dict]:
         """``show subscribers``: every record with its uptime and counters."""

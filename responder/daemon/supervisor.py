@@ -26,8 +26,10 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from responder.aaa.accounting import Accountant, Counters
@@ -130,8 +132,9 @@ class Supervisor:
         return self.resources.refused
 
     @property
-    def registry(self) -> dict[str, dict[str, Any]]:
-        return self.sessions.records
+    def registry(self) -> Mapping[str, dict[str, Any]]:
+        """Read-only: records change through ``sessions`` only, which keeps its index."""
+        return MappingProxyType(self.sessions.records)
 
     @property
     def counters(self) -> dict[str, Counters]:

@@ -34,6 +34,7 @@ from responder.netif import InterfaceManager
 from responder.subscriber import SubscriberEvent as Event, SubscriberTable
 
 from . import ipc
+from .collector import FullCollections
 from .datapath import DataPath
 from .dhpool import keep_key_pairs_ready
 from .netifbatch import RemovalBatcher
@@ -75,26 +76,34 @@ class WorkerResponder(Responder):
 class IpcLink:
     """The orchestrator's SupervisorLink over the socketpair."""
 
-    def __init__(self, channel: ipc.Channel, timeout: float = 10.0) -> None:
+    def __init__(self, channel: ipc.Channel, timeout: float = 10.0,
+                 collections: FullCollections | None = None) -> None:
         self.channel = channel
         self.timeout = timeout
+        self.collections = collections
 
     async def acquire(self, key: str, request: dict[str, Any]) -> dict[str, Any]:
         return await self.channel.request({"op": "acquire", "key": key, **request},
                                           timeout=self.timeout)
 
     def release(self, key: str) -> None:
+        self._ended()
         self.channel.notify({"op": "release", "key": key})
 
     def session_up(self, key: str, record: dict[str, Any]) -> None:
         self.channel.notify({"op": "session-up", "key": key, "record": record})
 
     def session_down(self, key: str, cause: str, counters: Counters) -> None:
+        self._ended()
         self.channel.notify({"op": "session-down", "key": key, "cause": cause,
                              "counters": _counter_list(counters)})
 
     def update(self, key: str, record: dict[str, Any]) -> None:
         self.channel.notify({"op": "update", "key": key, "record": record})
+
+    def _ended(self) -> None:
+        if self.collections is not None:
+            self.collections.note_ended()
 
 
 def _counter_list(c: Counters) -> list[int]:
@@ -148,6 +157,7 @@ class Worker:
         self.ipc_sock = ipc_sock
         self.generation = generation
         self.boot_id = boot_id
+        self.collections = FullCollections()
         self._stopped = asyncio.Event()
         #: set when a thread could not be joined at shutdown (main() then exits at once)
         self.abandoned_threads = False
@@ -166,7 +176,7 @@ class Worker:
         self.channel = await ipc.open_channel(self.ipc_sock, self._on_message,
                                               name=f"worker{self.index}")
         self.telemetry = WorkerTelemetry(self.index, responder, loop.time, self.generation)
-        link = self.telemetry.wrap_link(IpcLink(self.channel))
+        link = self.telemetry.wrap_link(IpcLink(self.channel, collections=self.collections))
         self._open_raw_esp(loop)
         self.datapath = DataPath(self._send_esp, self._peer_of, loop=loop,
                                  send_raw=self._send_raw_esp if self._raw else None,
@@ -206,6 +216,7 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda signum, frame: loop.call_soon_threadsafe(
             self._stop, f"signal {signum}"))
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.collections.start()
         ticker = asyncio.ensure_future(self._ticker())
         key_pairs = asyncio.ensure_future(keep_key_pairs_ready())
         self.channel.notify({"op": "ready", "worker": self.index, "pid": os.getpid()})
@@ -214,6 +225,7 @@ class Worker:
         await self._stopped.wait()
         await self._shutdown()
         ticker.cancel()
+        self.collections.stop()
         key_pairs.cancel()
         serve.cancel()
         self.telemetry.close()
@@ -309,6 +321,7 @@ class Worker:
             await asyncio.sleep(1.0)
             now = loop.time()
             self.orchestrator.tick(now)
+            self.collections.tick(held=len(self.datapath.subscribers))
             for _key, sa_id, child_id in self.datapath.expired(now):
                 log.info("[%s] child %d: ESP SA lifetime expired, deleting it", sa_id, child_id)
                 self.responder.delete_phase2(sa_id, child_id, now)

@@ -168,13 +168,13 @@ def test_supervisor_ends_older_sessions_on_other_workers(tmp_path):
             calls.append((sorted(r["key"] for r in records), cause.value))
             return len(records)
         sup.logout = logout
-        sup.registry.update({
-            "1:1": {"key": "1:1", "user": "alice", "peer": "198.18.1.2:4500", "worker": 1},
-            "1:2": {"key": "1:2", "user": "alice", "peer": "198.18.1.2:4500", "worker": 1,
-                    "grace": True},
-            "1:3": {"key": "1:3", "user": "alice", "peer": "198.18.1.3:4500", "worker": 1},
-            "1:4": {"key": "1:4", "user": "bob", "peer": "198.18.1.2:4500", "worker": 1},
-        })
+        for key, record in {
+            "1:1": {"key": "1:1", "user": "alice", "peer": "198.18.1.2:4500"},
+            "1:2": {"key": "1:2", "user": "alice", "peer": "198.18.1.2:4500", "grace": True},
+            "1:3": {"key": "1:3", "user": "alice", "peer": "198.18.1.3:4500"},
+            "1:4": {"key": "1:4", "user": "bob", "peer": "198.18.1.2:4500"},
+        }.items():
+            sup.sessions.up(key, 1, record)
         request = {"user": "alice", "peer": "198.18.1.2", "vr": "vr1", "profile_vr": "vr1",
                    "profile_pool": "vr1"}
         assert sup.acquire(0, {"key": "0:9", **request, "initial_contact": False})["ok"]

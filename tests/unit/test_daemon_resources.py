@@ -3,6 +3,9 @@ without processes: what a refusal leaves held, release exactly once, the counter
 logout's accounting Stop reads."""
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from responder.aaa.accounting import Counters
 from responder.config import parse_config
 from responder.daemon.registry import SubscriberRegistry
@@ -83,3 +86,31 @@ def test_select_and_rows():
     assert [r["key"] for r in registry.select(vr="nsvr1", profile="p1")] == ["0:1"]
     assert [r["worker"] for r in registry.rows()] == [0, 1]
     assert registry.keys_of(1) == ["1:1"]
+
+
+# -- the registry's user index against a plain scan of the records ------------------------
+USERS = ["alice", "bob", "carol"]
+registry_steps = st.lists(st.one_of(
+    st.tuples(st.just("up"), st.integers(0, 5), st.sampled_from(USERS)),
+    st.tuples(st.just("update"), st.integers(0, 5), st.sampled_from(USERS)),
+    st.tuples(st.just("down"), st.integers(0, 5), st.none())), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(registry_steps)
+def test_the_user_index_finds_what_a_scan_of_the_records_finds(steps):
+    registry = SubscriberRegistry()
+    for op, n, user in steps:
+        key = f"0:{n}"
+        if op == "up":
+            registry.up(key, 0, {"key": key, "user": user, "address": f"10.0.0.{n}"})
+        elif op == "update":
+            registry.update(key, {"user": user})
+        else:
+            registry.down(key, None)
+        for name in USERS:
+            scanned = [r for r in registry.records.values() if r.get("user") == name]
+            assert sorted(r["key"] for r in registry.select(user=name)) == \
+                sorted(r["key"] for r in scanned)
+            assert registry.select(user=name, address="10.0.0.1") == \
+                [r for r in scanned if r["address"] == "10.0.0.1"]

@@ -120,6 +120,20 @@ def test_the_snapshot_reads_like_the_model(everything):
     assert worker.static_tunnels[0].secret_bytes() == b"branch-from-file"
 
 
+def test_a_user_with_a_password_only_goes_as_its_password_only():
+    """Every worker parses the snapshot: a table of thousands of users is mostly
+    passwords, and left-out fields read back as None or empty."""
+    cfg = model({**CONFIG, "aaa": {"local_users": {
+        "bob": {"password": "pw-bob"},
+        "carol": {"password": "pw-carol", "dns": ["10.9.9.9"], "vr": "vr1"}}}})
+    users = snap.worker_snapshot(cfg)["aaa"]["local_users"]
+    assert users["bob"] == {"password": "pw-bob"}
+    assert users["carol"] == {"password": "pw-carol", "dns": ["10.9.9.9"], "vr": "vr1"}
+    bob = through_json(cfg).aaa.local_users["bob"]
+    assert (bob.address, bob.vr, bob.dns, bob.session_timeout) == (None, None, (), None)
+    assert snap.build_local_users(through_json(cfg)) == builders.build_local_users(cfg)
+
+
 def test_secrets_travel_but_never_print(everything):
     worker = through_json(everything)
     text = repr(worker) + str(worker)
