@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import gc
 import ipaddress
 import json
 import logging
@@ -34,6 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
+
+from responder.daemon.collector import FullCollections
 
 from .config import InitiatorConfig, InitiatorConfigError as ConfigError
 from .driver import EndpointPool, SessionRunner
@@ -406,10 +407,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # A load holds thousands of sessions. CPython's full collections over them (at
     # 5,000 sessions a pass takes hundreds of ms) would stall every login in flight and
-    # count as the gateway's latency; a load is short, so its oldest generation is
-    # left uncollected (the young ones still are).
-    gc.freeze()
-    gc.set_threshold(*gc.get_threshold()[:2], 2**31 - 1)
+    # count as the gateway's latency; a load is short, so it takes the worker's policy
+    # over without its ticks: the oldest generation is left uncollected (the young
+    # ones still are).
+    FullCollections().start()
     started = time.time()
     result = asyncio.run(run_load(
         configs, sources, rate=args.rate if args.concurrency is None else None,

@@ -75,8 +75,6 @@ class SubscriberRegistry:
         candidates = (self.records.values() if user is None else
                       [self.records[key] for key in self._by_user.get(user, ())])
         for record in candidates:
-            if user is not None and record.get("user") != user:
-                continue
             if address is not None and record.get("address") != str(address):
                 continue
             if vr is not None and vr not in (record.get("vr"), record.get("netns")):
@@ -94,9 +92,8 @@ class SubscriberRegistry:
             self._by_user.setdefault(user, {})[key] = None
 
     def _unindex(self, key: str) -> None:
-        record = self.records.get(key)
-        user = record.get("user") if record is not None else None
-        keys = self._by_user.get(user) if user is not None else None
+        user = self.records.get(key, {}).get("user")
+        keys = self._by_user.get(user)
         if keys is not None:
             keys.pop(key, None)
             if not keys:
